@@ -1,0 +1,54 @@
+# Velourcity Webhooks. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required ($(PYTHON))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+.PHONY: install
+install: $(BIN)/.installed ## Create .venv/ with the project (editable) and its dev tools
+
+.PHONY: kafka
+kafka: install ## Start the local Kafka broker on 127.0.0.1:9092 (fetches it once from Maven Central)
+	scripts/kafka.sh up
+
+.PHONY: kafka-down
+kafka-down: ## Stop the local Kafka broker
+	scripts/kafka.sh down
+
+.PHONY: kafka-reset
+kafka-reset: ## Stop the local broker and delete its data
+	scripts/kafka.sh reset
+
+.PHONY: topics
+topics: kafka ## Create the pipeline's topics (idempotent)
+	$(BIN)/velourcity topics create
+
+.PHONY: test
+test: install ## Run every test (starts the local broker when none is configured)
+	$(BIN)/pytest
+
+.PHONY: test-unit
+test-unit: install ## Run the fast tests that need no broker
+	$(BIN)/pytest tests/unit
+
+.PHONY: lint
+lint: install ## ruff and mypy
+	$(BIN)/ruff check pipeline tests
+	$(BIN)/mypy
+
+.PHONY: clean
+clean: ## Remove the venv and caches (not the broker's data: see kafka-reset)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

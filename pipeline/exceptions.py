@@ -1,0 +1,107 @@
+"""Every error the pipeline raises on purpose descends from :class:`VelourcityError`.
+
+    VelourcityError
+    ├── ConfigurationError          settings that cannot work (bad schedule, bad CIDR)
+    ├── InvalidInput                a caller gave us something we refuse; the message says why
+    │   ├── InvalidEvent            an event that does not fit its Avro schema
+    │   ├── InvalidEndpoint         an endpoint field that is not acceptable
+    │   │   └── UnsafeURL           an endpoint URL whose target is refused (SSRF guard)
+    │   └── UnknownEventType        an event type name that does not exist
+    ├── DecodeError                 bytes from Kafka that are not a readable event
+    │   ├── MissingHeader           not Avro single-object encoded (no C3 01 marker)
+    │   ├── UnknownFingerprint      written with a schema that is not in schemas/
+    │   └── CorruptPayload          truncated or corrupt Avro body
+    ├── PublishError                the broker did not acknowledge a record
+    └── DeliveryOutcome             steers the sender; not a bug (see pipeline.delivery)
+        ├── RetryLater(after_seconds)
+        └── GiveUp(reason)
+
+Bugs are left as the built-in exceptions they are; nothing here wraps them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "CorruptPayload",
+    "DecodeError",
+    "DeliveryOutcome",
+    "GiveUp",
+    "InvalidEndpoint",
+    "InvalidEvent",
+    "InvalidInput",
+    "MissingHeader",
+    "PublishError",
+    "RetryLater",
+    "UnknownEventType",
+    "UnknownFingerprint",
+    "UnsafeURL",
+    "VelourcityError",
+]
+
+
+class VelourcityError(Exception):
+    """Root of the pipeline's own errors."""
+
+
+class ConfigurationError(VelourcityError):
+    """A setting has a value the pipeline cannot work with."""
+
+
+class InvalidInput(VelourcityError, ValueError):
+    """Input refused with a message that says what was wrong and what is accepted."""
+
+
+class InvalidEvent(InvalidInput):
+    """An event that does not validate against its schema."""
+
+
+class InvalidEndpoint(InvalidInput):
+    """An endpoint field (URL, event types, secret, ...) that is not acceptable."""
+
+
+class UnsafeURL(InvalidEndpoint):
+    """An endpoint URL that points at a refused network (loopback, private, metadata, ...)."""
+
+
+class UnknownEventType(InvalidInput):
+    """An event type name that is not one of the published event types."""
+
+
+class DecodeError(VelourcityError):
+    """Bytes read from Kafka that cannot be decoded into an event; ``reason`` names the cause."""
+
+    reason = "undecodable"
+
+
+class MissingHeader(DecodeError):
+    reason = "missing_header"
+
+
+class UnknownFingerprint(DecodeError):
+    reason = "unknown_fingerprint"
+
+
+class CorruptPayload(DecodeError):
+    reason = "corrupt_payload"
+
+
+class PublishError(VelourcityError):
+    """The broker refused or did not acknowledge a produced record."""
+
+
+class DeliveryOutcome(VelourcityError):
+    """Raised inside the sender to steer what happens to a delivery; never a crash."""
+
+
+class RetryLater(DeliveryOutcome):
+    def __init__(self, reason: str, *, after_seconds: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.after_seconds = after_seconds
+
+
+class GiveUp(DeliveryOutcome):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,90 @@
+"""One settings object for every process, read from ``VELOURCITY_*`` environment variables.
+
+Nothing reads the environment at import time: call :func:`load_settings` (or build
+``Settings(...)`` in tests) and pass the object down.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VELOURCITY_", frozen=True, extra="ignore")
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    """Prepended to every topic name and every consumer group / app id."""
+    orders_topic: str = "velourcity.orders"
+    payments_topic: str = "velourcity.payments"
+    domain_partitions: int = Field(default=6, ge=1)
+    delivery_partitions: int = Field(default=12, ge=1)
+    internal_partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+    # Delivery
+    http_timeout: float = Field(default=15.0, gt=0)
+    http_connect_timeout: float = Field(default=5.0, gt=0)
+    http_max_connections: int = Field(default=200, ge=1)
+    sender_concurrency: int = Field(default=50, ge=1)
+    allowed_networks: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
+    """CIDRs exempt from the SSRF guard, where plain http is accepted too (dev and tests)."""
+    require_https: bool = True
+    retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+    )
+    """Delays in seconds before each retry; attempts = len(retry_schedule) + 1."""
+
+    # Processes
+    log_level: Literal["debug", "info", "warn", "error"] = "info"
+    worker_web_port: int = Field(default=6066, ge=0)
+    admin_token: SecretStr | None = None
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        items = _split_csv(value)
+        if isinstance(items, list):
+            try:
+                return [ipaddress.ip_network(str(item), strict=False) for item in items]
+            except ValueError as exc:
+                raise ValueError(f"allowed_networks takes comma-separated CIDRs: {exc}") from exc
+        return items
+
+    @field_validator("retry_schedule", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: list[float]) -> list[float]:
+        if any(delay <= 0 for delay in value):
+            raise ValueError("retry_schedule takes positive delays in seconds, e.g. 5,300,1800")
+        return value
+
+    def topic(self, name: str) -> str:
+        """The full name of a pipeline topic, with the prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    def group(self, name: str) -> str:
+        """The full id of a consumer group or app, with the prefix."""
+        return f"{self.topic_prefix}{name}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment (and ``overrides``, which win)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

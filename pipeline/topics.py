@@ -1,0 +1,79 @@
+"""Every topic the pipeline uses, with its partition count and config, and how to create them.
+
+Names carry ``settings.topic_prefix`` so several stacks can share one broker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from pipeline.settings import Settings
+
+ENDPOINTS = "velourcity.endpoints"
+DELIVERIES = "velourcity.deliveries"
+ATTEMPTS = "velourcity.attempts"
+DEAD_LETTERS = "velourcity.dead-letters"
+QUARANTINE = "velourcity.quarantine"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def retry_topic_name(settings: Settings, delay_seconds: float) -> str:
+    """The retry tier topic for one delay, e.g. ``velourcity.deliveries.retry.300s``."""
+    return settings.topic(f"{DELIVERIES}.retry.{delay_seconds:g}s")
+
+
+def pipeline_topics(settings: Settings) -> list[TopicSpec]:
+    t = settings.topic
+    specs = [
+        TopicSpec(name=t(settings.orders_topic), partitions=settings.domain_partitions),
+        TopicSpec(name=t(settings.payments_topic), partitions=settings.domain_partitions),
+        TopicSpec(
+            name=t(ENDPOINTS),
+            partitions=settings.internal_partitions,
+            config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+        ),
+        TopicSpec(name=t(DELIVERIES), partitions=settings.delivery_partitions),
+        TopicSpec(name=t(ATTEMPTS), partitions=settings.delivery_partitions),
+        TopicSpec(name=t(DEAD_LETTERS), partitions=settings.internal_partitions),
+        TopicSpec(name=t(QUARANTINE), partitions=settings.internal_partitions),
+    ]
+    for delay in sorted(set(settings.retry_schedule)):
+        specs.append(
+            TopicSpec(
+                name=retry_topic_name(settings, delay), partitions=settings.delivery_partitions
+            )
+        )
+    return specs
+
+
+def create_topics(settings: Settings, *, timeout: float = 30.0) -> dict[str, str]:
+    """Create each pipeline topic that does not exist yet; return ``{name: "created"|"exists"}``."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    new = [
+        NewTopic(
+            s.name,
+            num_partitions=s.partitions,
+            replication_factor=settings.replication_factor,
+            config=s.config,
+        )
+        for s in pipeline_topics(settings)
+    ]
+    result: dict[str, str] = {}
+    for name, future in admin.create_topics(new, operation_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+            result[name] = "created"
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+            result[name] = "exists"
+    return result
