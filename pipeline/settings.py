@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     http_connect_timeout: float = Field(default=5.0, gt=0)
     http_max_connections: int = Field(default=200, ge=1)
     sender_concurrency: int = Field(default=50, ge=1)
+    """Deliveries a worker sends at once, per agent (a batch's bound)."""
+    endpoint_max_in_flight: int = Field(default=10, ge=1)
+    """Requests one endpoint may have in flight from one worker."""
     allowed_networks: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
     """CIDRs exempt from the SSRF guard, where plain http is accepted too (dev and tests)."""
     require_https: bool = True

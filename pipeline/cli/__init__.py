@@ -6,7 +6,8 @@ import sys
 
 import typer
 
-from pipeline.cli import events, topics
+from pipeline.cli import deliveries, endpoints, events, topics
+from pipeline.cli.receiver import receiver
 from pipeline.exceptions import VelourcityError
 
 app = typer.Typer(
@@ -17,7 +18,19 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(topics.app, name="topics")
+app.add_typer(endpoints.app, name="endpoints")
+app.add_typer(deliveries.app, name="deliveries")
 app.command("trigger")(events.trigger)
+app.command("receiver")(receiver)
+
+
+@app.command()
+def worker() -> None:
+    """Run the fan-out and sender agents (several workers share the work)."""
+    from pipeline.settings import load_settings
+    from pipeline.worker import run_worker  # faust is heavy: import it only here
+
+    run_worker(load_settings())
 
 
 def main() -> None:

@@ -1,0 +1,135 @@
+"""``velourcity endpoints``: register and manage partner endpoints (subscriptions)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+import typer
+
+from pipeline.endpoints.model import (
+    Endpoint,
+    check_description,
+    check_event_types,
+    check_secret,
+    check_url,
+    new_endpoint,
+)
+from pipeline.endpoints.store import EndpointWriter, load_endpoints
+from pipeline.exceptions import InvalidEndpoint
+from pipeline.settings import load_settings
+
+app = typer.Typer(help="Partner endpoints: where webhooks go.", no_args_is_help=True)
+
+EventsOption = Annotated[
+    str | None,
+    typer.Option("--events", help="Comma-separated event types (default: all)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _split(events: str | None) -> list[str] | None:
+    return events.split(",") if events is not None else None
+
+
+def _show(endpoint: Endpoint, as_json: bool) -> None:
+    if as_json:
+        typer.echo(orjson.dumps(endpoint.public()).decode())
+        return
+    types = ",".join(endpoint.event_types) if endpoint.event_types else "*"
+    state = (
+        "enabled" if endpoint.enabled else f"disabled ({endpoint.disabled_reason or 'by owner'})"
+    )
+    typer.echo(f"{endpoint.id}  {endpoint.account_id}  {endpoint.url}  events={types}  {state}")
+
+
+def _existing(endpoint_id: str) -> Endpoint:
+    found = load_endpoints(load_settings()).get(endpoint_id)
+    if found is None:
+        raise InvalidEndpoint(f"no endpoint {endpoint_id}")
+    return found
+
+
+@app.command()
+def create(
+    account: Annotated[str, typer.Option("--account", help="The partner account.")],
+    url: Annotated[str, typer.Option("--url", help="https URL that receives the POSTs.")],
+    events: EventsOption = None,
+    secret: Annotated[str | None, typer.Option(help="whsec_... (default: generated).")] = None,
+    description: Annotated[str, typer.Option(help="Free text.")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Register an endpoint; prints it with its id and signing secret."""
+    settings = load_settings()
+    endpoint = new_endpoint(
+        settings,
+        account_id=account,
+        url=url,
+        event_types=_split(events),
+        secret=secret,
+        description=description,
+    )
+    _show(EndpointWriter(settings).put(endpoint), as_json)
+    if not as_json:
+        typer.echo(f"secret: {endpoint.secret}")
+
+
+@app.command("list")
+def list_(
+    account: Annotated[str | None, typer.Option("--account", help="Only this account's.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List endpoints."""
+    for endpoint in sorted(load_endpoints(load_settings()).values(), key=lambda e: e.id):
+        if account is None or endpoint.account_id == account:
+            _show(endpoint, as_json)
+
+
+@app.command()
+def update(
+    endpoint_id: Annotated[str, typer.Argument(help="ep_...")],
+    url: Annotated[str | None, typer.Option(help="New URL.")] = None,
+    events: EventsOption = None,
+    secret: Annotated[str | None, typer.Option(help="New secret (whsec_...).")] = None,
+    description: Annotated[str | None, typer.Option(help="New description.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change an endpoint's URL, event types, secret or description."""
+    settings = load_settings()
+    endpoint = _existing(endpoint_id)
+    changes: dict[str, object] = {}
+    if url is not None:
+        changes["url"] = check_url(url, settings)
+    if events is not None:
+        changes["event_types"] = check_event_types(_split(events))
+    if secret is not None:
+        changes["secret"] = check_secret(secret)
+    if description is not None:
+        changes["description"] = check_description(description)
+    _show(EndpointWriter(settings).put(endpoint.replace(**changes)), as_json)
+
+
+@app.command()
+def disable(endpoint_id: Annotated[str, typer.Argument(help="ep_...")]) -> None:
+    """Stop sending to an endpoint (deliveries go to the dead-letter topic)."""
+    endpoint = _existing(endpoint_id)
+    new = endpoint.replace(enabled=False, disabled_reason="disabled by its owner")
+    _show(EndpointWriter(load_settings()).put(new), False)
+
+
+@app.command()
+def enable(endpoint_id: Annotated[str, typer.Argument(help="ep_...")]) -> None:
+    """Send to an endpoint again."""
+    endpoint = _existing(endpoint_id)
+    _show(
+        EndpointWriter(load_settings()).put(endpoint.replace(enabled=True, disabled_reason=None)),
+        False,
+    )
+
+
+@app.command()
+def delete(endpoint_id: Annotated[str, typer.Argument(help="ep_...")]) -> None:
+    """Delete an endpoint (a tombstone on the compacted topic)."""
+    _existing(endpoint_id)
+    EndpointWriter(load_settings()).delete(endpoint_id)
+    typer.echo(f"deleted {endpoint_id}")

@@ -1,0 +1,1 @@
+"""Webhook delivery: sending attempts to endpoints and guarding where they may connect."""

@@ -1,0 +1,177 @@
+"""One delivery attempt, start to finish: look up the endpoint, sign, POST, decide, and say
+which records must be produced (attempt log, retry tier, dead letter, endpoint update).
+
+The handler produces nothing itself: the agent produces its :class:`Output` records and waits
+for the broker's acks before the source offset may be committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from pipeline.delivery.policy import AttemptResult, NextStep, next_step
+from pipeline.delivery.record import Attempt, Delivery, Outcome
+from pipeline.delivery.sender import HttpSender
+from pipeline.delivery.signing import webhook_headers
+from pipeline.endpoints.model import Endpoint
+from pipeline.settings import Settings
+from pipeline.topics import ATTEMPTS, DEAD_LETTERS, ENDPOINTS, retry_topic_name
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A record the agent must produce (and see acknowledged) before it commits."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class EndpointLookup(Protocol):
+    def get(self, endpoint_id: str) -> Endpoint | None: ...
+
+
+class Poster(Protocol):
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> AttemptResult: ...
+
+
+class DeliveryHandler:
+    def __init__(
+        self,
+        settings: Settings,
+        endpoints: EndpointLookup,
+        sender: HttpSender | Poster,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._endpoints = endpoints
+        self._sender = sender
+        self._clock = clock
+        self._rng = rng or random.Random()
+        # A slow endpoint can hold at most this many of a worker's requests.
+        self._in_flight: defaultdict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(settings.endpoint_max_in_flight)
+        )
+
+    async def handle(self, delivery: Delivery) -> list[Output]:
+        endpoint = self._endpoints.get(delivery.endpoint_id)
+        now_ms = int(self._clock() * 1000)
+        if endpoint is None:
+            return [self._log(delivery, None, "endpoint_deleted", at=now_ms)]
+        if not endpoint.enabled:
+            reason = f"endpoint disabled: {endpoint.disabled_reason or 'by its owner'}"
+            return [
+                self._dead_letter(delivery, reason),
+                self._log(delivery, None, "dead_lettered", at=now_ms, error="endpoint_disabled"),
+            ]
+        body = delivery.body.encode()
+        headers = webhook_headers(delivery, body, [endpoint.secret], timestamp=now_ms // 1000)
+        async with self._in_flight[endpoint.id]:
+            result = await self._sender.post(endpoint.url, body, headers)
+        step = next_step(
+            result, attempt=delivery.attempt, schedule=self._settings.retry_schedule, rng=self._rng
+        )
+        return self._outputs(delivery, endpoint, result, step, now_ms)
+
+    def on_error(self, delivery: Delivery, exc: BaseException) -> list[Output]:
+        """A bug while handling must not lose the delivery: park it in the first retry tier
+        (same attempt number, since no request was made)."""
+        tier = self._settings.retry_schedule[0] if self._settings.retry_schedule else 1.0
+        at = int(self._clock() * 1000)
+        retry = delivery.replace(not_before=at + int(tier * 1000))
+        return [
+            Output(retry_topic_name(self._settings, tier), _key(delivery), retry.to_bytes()),
+            self._log(
+                delivery,
+                None,
+                "retry",
+                at=at,
+                error=f"internal_error: {type(exc).__name__}",
+                next_attempt_at=retry.not_before,
+            ),
+        ]
+
+    def _outputs(
+        self, delivery: Delivery, endpoint: Endpoint, result: AttemptResult, step: NextStep, at: int
+    ) -> list[Output]:
+        summary = {
+            "attempt": delivery.attempt,
+            "at": at,
+            "status": result.status,
+            "error": result.error,
+        }
+        tried = delivery.replace(
+            history=(*delivery.history, summary), first_attempt_at=delivery.first_attempt_at or at
+        )
+        match step.kind:
+            case "delivered":
+                return [self._log(delivery, result, "delivered", at=at)]
+            case "retry":
+                due = at + int(step.delay * 1000)
+                retry = tried.replace(attempt=delivery.attempt + 1, not_before=due)
+                return [
+                    Output(
+                        retry_topic_name(self._settings, step.tier),
+                        _key(delivery),
+                        retry.to_bytes(),
+                    ),
+                    self._log(delivery, result, "retry", at=at, next_attempt_at=due),
+                ]
+            case "dead_letter":
+                return [
+                    self._dead_letter(tried, step.reason),
+                    self._log(delivery, result, "dead_lettered", at=at),
+                ]
+            case _:  # disable: 410 Gone
+                disabled = endpoint.replace(enabled=False, disabled_reason=step.reason)
+                return [
+                    Output(
+                        self._settings.topic(ENDPOINTS), endpoint.id.encode(), disabled.to_json()
+                    ),
+                    self._dead_letter(tried, step.reason),
+                    self._log(delivery, result, "endpoint_disabled", at=at),
+                ]
+
+    def _dead_letter(self, delivery: Delivery, reason: str) -> Output:
+        record = delivery.replace(dead_letter_reason=reason)
+        return Output(self._settings.topic(DEAD_LETTERS), _key(delivery), record.to_bytes())
+
+    def _log(
+        self,
+        delivery: Delivery,
+        result: AttemptResult | None,
+        outcome: Outcome,
+        *,
+        at: int,
+        error: str | None = None,
+        next_attempt_at: int | None = None,
+    ) -> Output:
+        attempt = Attempt(
+            delivery_id=delivery.delivery_id,
+            endpoint_id=delivery.endpoint_id,
+            account_id=delivery.account_id,
+            event_id=delivery.event_id,
+            event_type=delivery.event_type,
+            attempt=delivery.attempt,
+            at=at,
+            status=result.status if result else None,
+            error=result.error if result else (error or outcome),
+            latency_ms=round(result.latency_ms, 2) if result else 0.0,
+            response_excerpt=result.excerpt if result else "",
+            outcome=outcome,
+            next_attempt_at=next_attempt_at,
+        )
+        return Output(self._settings.topic(ATTEMPTS), _key(delivery), attempt.to_bytes())
+
+
+def _key(delivery: Delivery) -> bytes:
+    return delivery.endpoint_id.encode()

@@ -1,0 +1,86 @@
+"""What travels on the deliveries, retry, dead-letter and attempts topics (JSON, via orjson).
+
+A :class:`Delivery` carries everything a sender needs besides the endpoint itself: the exact
+body bytes rendered once at fan-out, so every attempt signs and sends the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+Outcome = Literal["delivered", "retry", "dead_lettered", "endpoint_disabled", "endpoint_deleted"]
+
+
+def delivery_id_for(event_id: str, endpoint_id: str) -> str:
+    """Stable for the pair (event, endpoint): fan-out twice, same delivery id."""
+    digest = hashlib.sha256(f"{event_id}\x00{endpoint_id}".encode()).digest()
+    return "dlv_" + base64.b32encode(digest[:15]).decode().lower()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    delivery_id: str
+    event_id: str
+    event_type: str
+    account_id: str
+    endpoint_id: str
+    body: str
+    """The exact JSON body (UTF-8 text) POSTed on every attempt."""
+    attempt: int = 1
+    """The number of the attempt this record asks for (1 is the first try)."""
+    event_time: int
+    """When the event happened, unix ms."""
+    first_attempt_at: int | None = None
+    not_before: int = 0
+    """Unix ms before which this attempt must not be made (retry tiers)."""
+    history: tuple[dict[str, Any], ...] = ()
+    """Summaries of the attempts made so far (attempt, at, status, error)."""
+    dead_letter_reason: str | None = None
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Delivery:
+        fields = orjson.loads(raw)
+        fields["history"] = tuple(fields.get("history", ()))
+        return cls(**fields)
+
+    def replace(self, **changes: Any) -> Delivery:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """One line of the attempt log: every attempt, success or failure, and what happens next."""
+
+    delivery_id: str
+    endpoint_id: str
+    account_id: str
+    event_id: str
+    event_type: str
+    attempt: int
+    at: int
+    """When the attempt started, unix ms."""
+    status: int | None
+    """HTTP status, or None when no response came."""
+    error: str | None
+    """Error class when no usable response came: connect_error, timeout, tls_error, ..."""
+    latency_ms: float
+    response_excerpt: str
+    """The first 4 KiB of the response body."""
+    outcome: Outcome
+    next_attempt_at: int | None = None
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Attempt:
+        return cls(**orjson.loads(raw))

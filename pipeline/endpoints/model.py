@@ -1,0 +1,143 @@
+"""The endpoint value object, its validation and its JSON form on the endpoints topic."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pipeline.delivery.ssrf import SyncResolver, validate_endpoint_url
+from pipeline.events.ids import ulid
+from pipeline.events.types import check_event_type
+from pipeline.exceptions import InvalidEndpoint
+from pipeline.settings import Settings
+
+SECRET_PREFIX = "whsec_"  # noqa: S105  (a prefix, not a secret)
+MIN_SECRET_BYTES = 24
+MAX_DESCRIPTION = 500
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endpoint:
+    id: str
+    account_id: str
+    url: str
+    event_types: tuple[str, ...] | None
+    """The types it subscribes to; ``None`` means every type."""
+    secret: str
+    enabled: bool = True
+    disabled_reason: str | None = None
+    description: str = ""
+    created_at: int
+    """Unix milliseconds."""
+    updated_at: int
+
+    def wants(self, event_type: str) -> bool:
+        return self.enabled and (self.event_types is None or event_type in self.event_types)
+
+    def replace(self, **changes: Any) -> Endpoint:
+        return dataclasses.replace(self, updated_at=_now_ms(), **changes)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Endpoint:
+        fields = orjson.loads(raw)
+        types = fields.get("event_types")
+        fields["event_types"] = tuple(types) if types is not None else None
+        return cls(**fields)
+
+    def public(self) -> dict[str, Any]:
+        """The endpoint as shown to its owner (secret included: they need it to verify)."""
+        shown = dataclasses.asdict(self)
+        shown["event_types"] = list(self.event_types) if self.event_types is not None else None
+        return shown
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_secret() -> str:
+    """``whsec_`` + base64 of 32 random bytes (Standard Webhooks format)."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def check_secret(secret: str) -> str:
+    if not secret.startswith(SECRET_PREFIX):
+        raise InvalidEndpoint(f"a secret starts with {SECRET_PREFIX!r} followed by base64")
+    try:
+        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidEndpoint("the secret after 'whsec_' is not valid base64") from exc
+    if len(key) < MIN_SECRET_BYTES:
+        raise InvalidEndpoint(
+            f"the secret holds {len(key)} bytes; at least {MIN_SECRET_BYTES} random bytes needed"
+        )
+    return secret
+
+
+def check_event_types(types: Iterable[str] | None) -> tuple[str, ...] | None:
+    """``None`` or ``["*"]`` mean every type; otherwise each must be a published type."""
+    if types is None:
+        return None
+    cleaned = tuple(dict.fromkeys(t.strip() for t in types if t.strip()))
+    if not cleaned or cleaned == ("*",):
+        return None
+    try:
+        return tuple(check_event_type(t) for t in cleaned)
+    except ValueError as exc:
+        raise InvalidEndpoint(str(exc)) from exc
+
+
+def check_url(url: str, settings: Settings, resolver: SyncResolver | None = None) -> str:
+    return validate_endpoint_url(
+        url,
+        allowed_networks=settings.allowed_networks,
+        require_https=settings.require_https,
+        resolver=resolver,
+    )
+
+
+def check_account(account_id: str) -> str:
+    if not account_id or len(account_id) > 64 or not account_id.replace("_", "").isalnum():
+        raise InvalidEndpoint("an account id is 1-64 letters, digits or underscores, e.g. acct_1")
+    return account_id
+
+
+def check_description(description: str) -> str:
+    if len(description) > MAX_DESCRIPTION:
+        raise InvalidEndpoint(f"a description holds at most {MAX_DESCRIPTION} characters")
+    return description
+
+
+def new_endpoint(
+    settings: Settings,
+    *,
+    account_id: str,
+    url: str,
+    event_types: Sequence[str] | None = None,
+    secret: str | None = None,
+    description: str = "",
+    resolver: SyncResolver | None = None,
+) -> Endpoint:
+    """A validated new endpoint; raises :class:`InvalidEndpoint` naming the bad field."""
+    now = _now_ms()
+    return Endpoint(
+        id=f"ep_{ulid()}",
+        account_id=check_account(account_id),
+        url=check_url(url, settings, resolver),
+        event_types=check_event_types(event_types),
+        secret=check_secret(secret) if secret is not None else new_secret(),
+        description=check_description(description),
+        created_at=now,
+        updated_at=now,
+    )

@@ -1,0 +1,193 @@
+"""The Faust app: the fan-out agent, the sender agent and one sender agent per retry tier.
+
+Built by :func:`create_app` from settings; nothing is created at import time.
+
+At-least-once rests on two rules, kept by :func:`_run_batches`:
+
+* events are taken in batches (``stream.take_events``), which Faust acks only after the batch
+  body returns, and offsets are committed only for acked events;
+* a batch body returns only after every record it produced was acknowledged by the broker.
+  Errors inside one record become records too (quarantine, retry tier); an error producing
+  them stops the worker before the batch is acked, so the batch is read again after restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import faust
+import structlog
+from faust.types import EventT, StreamT
+
+from pipeline.delivery.handler import DeliveryHandler, Output
+from pipeline.delivery.record import Delivery
+from pipeline.delivery.sender import HttpSender
+from pipeline.endpoints.store import EndpointCache
+from pipeline.events.codec import decode
+from pipeline.events.registry import default_registry
+from pipeline.exceptions import DecodeError
+from pipeline.fanout import fan_out, quarantine
+from pipeline.settings import Settings
+from pipeline.topics import DELIVERIES, retry_topic_name
+
+log = structlog.get_logger(__name__)
+
+BATCH_MAX = 500
+BATCH_WITHIN = 0.05  # seconds a batch waits to fill
+
+
+def create_app(settings: Settings, *, endpoints: EndpointCache, sender: HttpSender) -> faust.App:
+    app = faust.App(
+        settings.group("velourcity-webhooks"),
+        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        store="memory://",
+        datadir=os.path.join(tempfile.gettempdir(), f"{settings.group('velourcity')}-worker"),
+        web_enabled=False,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_max_request_size=8 * 1024 * 1024,
+        stream_wait_empty=False,
+        worker_redirect_stdouts=False,
+    )
+    handler = DeliveryHandler(settings, endpoints, sender)
+    registry = default_registry()
+    produce = _producer(app)
+
+    domain = app.topic(
+        settings.topic(settings.orders_topic),
+        settings.topic(settings.payments_topic),
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    async def fanout_batch(events: Sequence[EventT[Any]]) -> list[Output]:
+        outputs: list[Output] = []
+        deliveries_topic = settings.topic(DELIVERIES)
+        for event in events:
+            message = event.message
+            try:
+                decoded = decode(message.value, registry)
+                deliveries = fan_out(decoded, endpoints.for_account(decoded.event["account_id"]))
+            except Exception as exc:
+                reason = exc.reason if isinstance(exc, DecodeError) else "invalid_event"
+                outputs.append(_quarantine(settings, event, reason, exc))
+                continue
+            outputs.extend(
+                Output(deliveries_topic, d.endpoint_id.encode(), d.to_bytes()) for d in deliveries
+            )
+        return outputs
+
+    limit = asyncio.Semaphore(settings.sender_concurrency)
+
+    async def send_one(delivery: Delivery) -> list[Output]:
+        delay = delivery.not_before / 1000 - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        async with limit:
+            try:
+                return await handler.handle(delivery)
+            except Exception as exc:
+                log.exception("delivery handling failed", delivery_id=delivery.delivery_id)
+                return handler.on_error(delivery, exc)
+
+    async def send_batch(events: Sequence[EventT[Any]]) -> list[Output]:
+        outputs: list[Output] = []
+        jobs = []
+        for event in events:
+            try:
+                jobs.append(send_one(Delivery.from_bytes(event.message.value or b"")))
+            except Exception as exc:
+                outputs.append(_quarantine(settings, event, "invalid_delivery_record", exc))
+        for result in await asyncio.gather(*jobs):
+            outputs.extend(result)
+        return outputs
+
+    _agent(app, domain, "fanout", endpoints, fanout_batch, produce)
+    sources = [settings.topic(DELIVERIES)] + [
+        retry_topic_name(settings, delay) for delay in sorted(set(settings.retry_schedule))
+    ]
+    for source in sources:
+        channel = app.topic(source, key_serializer="raw", value_serializer="raw")
+        _agent(app, channel, f"send:{source}", endpoints, send_batch, produce)
+    return app
+
+
+Produce = Callable[[list[Output]], Awaitable[None]]
+
+
+def _agent(
+    app: faust.App,
+    channel: Any,
+    name: str,
+    endpoints: EndpointCache,
+    body: Callable[[Sequence[EventT[Any]]], Awaitable[list[Output]]],
+    produce: Produce,
+) -> None:
+    async def agent(stream: StreamT[Any]) -> None:
+        await endpoints.wait_ready_async()
+        batches = stream.take_events(BATCH_MAX, within=BATCH_WITHIN)  # type: ignore[attr-defined]
+        async for events in batches:
+            outputs = await body(events)
+            await produce(outputs)  # acked by the broker before the batch's events are acked
+
+    agent.__name__ = agent.__qualname__ = name.replace(":", "_").replace(".", "_")
+    app.agent(channel, name=name, concurrency=1)(agent)
+
+
+def _producer(app: faust.App) -> Produce:
+    async def produce(outputs: list[Output]) -> None:
+        if not outputs:
+            return
+        try:
+            producer = await app.maybe_start_producer()
+            pending = [
+                await producer.send(o.topic, o.key, o.value, None, None, list(o.headers) or None)
+                for o in outputs
+            ]
+            await asyncio.gather(*pending)
+        except BaseException:
+            # The broker did not take what this batch produced. Acking the batch now would
+            # lose it; exit instead, so the batch is read again after restart.
+            log.critical("producing a batch's records failed; stopping the worker", exc_info=True)
+            os._exit(70)
+
+    return produce
+
+
+def _quarantine(settings: Settings, event: EventT[Any], reason: str, exc: Exception) -> Output:
+    message = event.message
+    log.warning(
+        "record quarantined",
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        reason=reason,
+        error=str(exc)[:300],
+    )
+    return quarantine(
+        settings,
+        value=message.value,
+        key=message.key,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        reason=reason,
+        error=f"{type(exc).__name__}: {exc}",
+    )
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the agents until SIGTERM / Ctrl-C (``velourcity worker``)."""
+    endpoints = EndpointCache(settings).start()
+    app = create_app(settings, endpoints=endpoints, sender=HttpSender(settings))
+    worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        endpoints.stop()
