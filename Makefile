@@ -36,6 +36,14 @@ kafka-reset: ## Stop the local broker and delete its data
 topics: kafka ## Create the pipeline's topics (idempotent)
 	$(BIN)/velourcity topics create
 
+.PHONY: demo
+demo: kafka ## Run the pipeline end to end: worker, demo receivers, six events, visible deliveries
+	$(BIN)/velourcity demo
+
+.PHONY: worker
+worker: topics ## Run one worker against the local broker (start more to scale out)
+	$(BIN)/velourcity worker
+
 .PHONY: test
 test: install ## Run every test (starts the local broker when none is configured)
 	$(BIN)/pytest

@@ -7,10 +7,15 @@ Docker engine answers; else the project's own local broker (``scripts/kafka.sh u
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +132,141 @@ def read_topic(kafka_bootstrap: str) -> Callable[..., list[Any]]:
         return records
 
     return read
+
+
+# Real HTTP receivers on 127.0.0.1 ----------------------------------------------------------
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A real HTTP server on 127.0.0.1 that records every request; ``respond`` picks the answer
+    (``(status, headers)``) from the request and how many came before."""
+
+    respond: Callable[[Received, int], tuple[int, dict[str, str]]]
+    requests: list[Received] = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}/webhooks"
+
+    def wait_for(self, count: int, timeout: float = 60.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.requests) >= count, f"{len(self.requests)} of {count} requests arrived"
+        return list(self.requests)
+
+
+@pytest.fixture
+def receiver_factory() -> Iterator[Callable[..., Receiver]]:
+    started: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
+
+    def make(
+        respond: Callable[[Received, int], tuple[int, dict[str, str]]] = lambda _r, _n: (200, {}),
+    ) -> Receiver:
+        receiver = Receiver(respond=respond)
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                request = Received(self.path, dict(self.headers.items()), body)
+                with lock:
+                    status, headers = receiver.respond(request, len(receiver.requests))
+                    receiver.requests.append(request)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        receiver.server = server
+        started.append((server, thread))
+        return receiver
+
+    yield make
+    for server, thread in started:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+# Real worker processes ----------------------------------------------------------------------
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process these settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        elif hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"VELOURCITY_{name.upper()}"] = str(value)
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def worker_factory(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProcess]]:
+    """Start ``velourcity worker`` processes; all are stopped after the test."""
+    workers: list[WorkerProcess] = []
+
+    def start(settings: Settings) -> WorkerProcess:
+        log_path = tmp_path / f"worker-{len(workers)}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [str(ROOT / ".venv" / "bin" / "velourcity"), "worker"],
+                env=settings_env(settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=tmp_path,
+            )
+        worker = WorkerProcess(process, log_path)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
