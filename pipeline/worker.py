@@ -108,13 +108,14 @@ def create_app(settings: Settings, *, endpoints: EndpointCache, sender: HttpSend
             outputs.extend(result)
         return outputs
 
-    _agent(app, domain, "fanout", endpoints, fanout_batch, produce)
+    drain = settings.http_timeout + 10
+    _agent(app, domain, "fanout", endpoints, fanout_batch, produce, drain)
     sources = [settings.topic(DELIVERIES)] + [
         retry_topic_name(settings, delay) for delay in sorted(set(settings.retry_schedule))
     ]
     for source in sources:
         channel = app.topic(source, key_serializer="raw", value_serializer="raw")
-        _agent(app, channel, f"send:{source}", endpoints, send_batch, produce)
+        _agent(app, channel, f"send:{source}", endpoints, send_batch, produce, drain)
     return app
 
 
@@ -128,13 +129,32 @@ def _agent(
     endpoints: EndpointCache,
     body: Callable[[Sequence[EventT[Any]]], Awaitable[list[Output]]],
     produce: Produce,
+    drain_seconds: float,
 ) -> None:
+    async def handle(events: Sequence[EventT[Any]]) -> None:
+        await produce(await body(events))  # acked by the broker before the events are acked
+
     async def agent(stream: StreamT[Any]) -> None:
         await endpoints.wait_ready_async()
         batches = stream.take_events(BATCH_MAX, within=BATCH_WITHIN)  # type: ignore[attr-defined]
         async for events in batches:
-            outputs = await body(events)
-            await produce(outputs)  # acked by the broker before the batch's events are acked
+            # Faust acks a batch's events whenever this loop body ends, even by an exception or
+            # a cancellation (shutdown). So the batch runs shielded: on shutdown it drains
+            # (in-flight requests finish, results are produced); a batch that cannot finish in
+            # time, or fails, ends the process before anything is acked.
+            task = asyncio.ensure_future(handle(events))
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                try:
+                    await asyncio.wait_for(task, drain_seconds)
+                except BaseException:
+                    log.warning("batch not drained in time; exiting without acking it", agent=name)
+                    os._exit(75)
+                raise
+            except BaseException:
+                log.critical("batch failed; exiting without acking it", agent=name, exc_info=True)
+                os._exit(70)
 
     agent.__name__ = agent.__qualname__ = name.replace(":", "_").replace(".", "_")
     app.agent(channel, name=name, concurrency=1)(agent)
