@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from pipeline.cli import deliveries, endpoints, events, topics
+from pipeline.cli import deliveries, dlq, endpoints, events, topics
 from pipeline.cli.receiver import receiver
 from pipeline.exceptions import VelourcityError
 
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.add_typer(topics.app, name="topics")
 app.add_typer(endpoints.app, name="endpoints")
 app.add_typer(deliveries.app, name="deliveries")
+app.add_typer(dlq.app, name="dlq")
 app.command("trigger")(events.trigger)
 app.command("receiver")(receiver)
 

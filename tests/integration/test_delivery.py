@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import subprocess
 import time
+from pathlib import Path
 
 import orjson
 import pytest
 from confluent_kafka import Producer
+from conftest import settings_env
 from standardwebhooks.webhooks import Webhook
 
 from pipeline.delivery.record import Attempt, Delivery
@@ -20,6 +23,7 @@ from pipeline.publisher import Publisher
 from pipeline.settings import Settings
 from pipeline.topics import ATTEMPTS, DEAD_LETTERS, QUARANTINE
 
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 
 CONTRACT_HEADERS = {
@@ -34,6 +38,19 @@ CONTRACT_HEADERS = {
     "webhook-timestamp",
     "webhook-signature",
 }
+
+
+def run_cli(settings: Settings, *args: str) -> str:
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "velourcity"), *args],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def register(
@@ -208,3 +225,28 @@ def test_sigterm_mid_request_loses_nothing(
     worker_factory(settings)
     second = receiver.wait_for(2)[1]
     assert second.headers["webhook-id"] == event["id"]
+
+
+def test_dead_letters_are_listed_and_redriven_once_the_receiver_recovers(
+    kafka_settings, receiver_factory, worker_factory, read_topic
+) -> None:
+    attempts = len(kafka_settings.retry_schedule) + 1
+    receiver = receiver_factory(lambda _r, n: (503, {}) if n < attempts else (200, {}))
+    endpoint = register(kafka_settings, "acct_a", receiver.url)
+    worker_factory(kafka_settings)
+    event = sample_event("order.cancelled", "acct_a")
+    publish(kafka_settings, [event])
+    receiver.wait_for(attempts)
+    read_topic(kafka_settings.topic(DEAD_LETTERS), 1)
+
+    listed = run_cli(kafka_settings, "dlq", "list", "--endpoint", endpoint.id, "--json")
+    (line,) = [orjson.loads(x) for x in listed.splitlines()]
+    assert line["event_id"] == event["id"]
+    assert len(line["history"]) == attempts
+    assert run_cli(kafka_settings, "dlq", "list", "--endpoint", "ep_other") == ""
+
+    assert "redriven 1 deliveries" in run_cli(kafka_settings, "dlq", "redrive", "--since", "-1h")
+    redriven = receiver.wait_for(attempts + 1)[-1]
+    assert redriven.headers["X-Velourcity-Delivery-Attempt"] == "1"
+    assert redriven.headers["webhook-id"] == event["id"]
+    assert redriven.headers["X-Velourcity-Delivery-Id"] == line["delivery_id"]

@@ -1,0 +1,76 @@
+"""The dead-letter topic: list what ended there, and redrive it into a fresh retry schedule."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+
+from pipeline.delivery.record import Delivery
+from pipeline.exceptions import PublishError
+from pipeline.settings import Settings
+from pipeline.topics import DEAD_LETTERS, DELIVERIES
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter:
+    delivery: Delivery
+    dead_lettered_at: int
+    """Unix ms (the record's timestamp)."""
+
+
+def read_dead_letters(
+    settings: Settings, *, endpoint_id: str | None = None, since_ms: int = 0
+) -> Iterator[DeadLetter]:
+    """Every dead letter present now (oldest first per partition), filtered."""
+    topic = settings.topic(DEAD_LETTERS)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"dlq-reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        pending = set(partitions)
+        while pending:
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(message.partition() or 0)
+                continue
+            delivery = Delivery.from_bytes(message.value() or b"{}")
+            at = message.timestamp()[1]
+            if (endpoint_id is None or delivery.endpoint_id == endpoint_id) and at >= since_ms:
+                yield DeadLetter(delivery=delivery, dead_lettered_at=at)
+    finally:
+        consumer.close()
+
+
+def redrive(settings: Settings, letters: list[DeadLetter]) -> int:
+    """Send dead letters back to the deliveries topic at attempt 1 of a fresh schedule, with the
+    same delivery id and webhook-id (receivers dedupe). Returns how many went."""
+    producer = Producer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "acks": "all"}
+    )
+    errors: list[str] = []
+    for letter in letters:
+        fresh = letter.delivery.replace(attempt=1, not_before=0, dead_letter_reason=None)
+        producer.produce(
+            settings.topic(DELIVERIES),
+            key=fresh.endpoint_id.encode(),
+            value=fresh.to_bytes(),
+            on_delivery=lambda err, _m: errors.append(err.str()) if err else None,
+        )
+        producer.poll(0)
+    if producer.flush(60) or errors:
+        raise PublishError(f"redrive incomplete: {errors[:3] or 'timed out'}")
+    return len(letters)
