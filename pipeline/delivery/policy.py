@@ -42,7 +42,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # delta-seconds is ASCII digits only
         return float(value)
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - now)
@@ -76,5 +76,5 @@ def next_step(
         # Honour the receiver's wish within reason: never sooner than the tier, never past
         # the next tier (or a hard cap), so one header cannot park a delivery for days.
         ceiling = schedule[attempt] if attempt < len(schedule) else tier * 2
-        delay = min(max(delay, result.retry_after), max(tier, ceiling), MAX_RETRY_AFTER)
+        delay = max(delay, min(result.retry_after, max(tier, ceiling), MAX_RETRY_AFTER))
     return NextStep(kind="retry", delay=delay, tier=tier, reason=describe(result))

@@ -7,6 +7,7 @@ when no usable response came. httpx's exceptions are translated here and nowhere
 from __future__ import annotations
 
 import asyncio
+import codecs
 import ssl
 import time
 
@@ -79,7 +80,10 @@ class HttpSender:
             status=status,
             error=None,
             latency_ms=(time.perf_counter() - started) * 1000,
-            excerpt=bytes(excerpt[:EXCERPT_BYTES]).decode("utf-8", "replace"),
+            # final=False: a character cut at the byte limit is dropped, not turned into U+FFFD
+            excerpt=codecs.getincrementaldecoder("utf-8")("replace").decode(
+                bytes(excerpt[:EXCERPT_BYTES]), final=False
+            ),
             retry_after=retry_after,
         )
 
