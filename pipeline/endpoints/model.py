@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import re
 import secrets
 import time
 from collections.abc import Iterable, Sequence
@@ -22,6 +23,7 @@ from pipeline.settings import Settings
 SECRET_PREFIX = "whsec_"  # noqa: S105  (a prefix, not a secret)
 MIN_SECRET_BYTES = 24
 MAX_DESCRIPTION = 500
+_ACCOUNT_ID = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +91,8 @@ def check_event_types(types: Iterable[str] | None) -> tuple[str, ...] | None:
     """``None`` or ``["*"]`` mean every type; otherwise each must be a published type."""
     if types is None:
         return None
+    if isinstance(types, str):
+        types = types.split(",")
     cleaned = tuple(dict.fromkeys(t.strip() for t in types if t.strip()))
     if not cleaned or cleaned == ("*",):
         return None
@@ -108,7 +112,7 @@ def check_url(url: str, settings: Settings, resolver: SyncResolver | None = None
 
 
 def check_account(account_id: str) -> str:
-    if not account_id or len(account_id) > 64 or not account_id.replace("_", "").isalnum():
+    if not _ACCOUNT_ID.fullmatch(account_id):
         raise InvalidEndpoint("an account id is 1-64 letters, digits or underscores, e.g. acct_1")
     return account_id
 
