@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     )
     """Delays in seconds before each retry; attempts = len(retry_schedule) + 1."""
 
+    commit_interval: float = Field(default=1.0, gt=0)
+    """Seconds between offset commits: after a crash, at most about this much work repeats."""
+
+    session_timeout: float = Field(default=10.0, ge=6)
+    """Seconds before the group gives a silent (crashed) worker's partitions to the others."""
+
     # Processes
     log_level: Literal["debug", "info", "warn", "error"] = "info"
     worker_web_port: int = Field(default=6066, ge=0)
