@@ -8,6 +8,7 @@ import typer
 
 from pipeline.cli import deliveries, dlq, endpoints, events, topics
 from pipeline.cli.receiver import receiver
+from pipeline.demo import demo
 from pipeline.exceptions import VelourcityError
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app.add_typer(deliveries.app, name="deliveries")
 app.add_typer(dlq.app, name="dlq")
 app.command("trigger")(events.trigger)
 app.command("receiver")(receiver)
+app.command("demo")(demo)
 
 
 @app.command()
