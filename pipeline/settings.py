@@ -39,10 +39,13 @@ class Settings(BaseSettings):
     http_timeout: float = Field(default=15.0, gt=0)
     http_connect_timeout: float = Field(default=5.0, gt=0)
     http_max_connections: int = Field(default=200, ge=1)
-    sender_concurrency: int = Field(default=50, ge=1)
-    """Deliveries a worker sends at once, per agent (a batch's bound)."""
+    sender_concurrency: int = Field(default=200, ge=1)
+    """Requests one worker makes at once, all endpoints together."""
     endpoint_max_in_flight: int = Field(default=10, ge=1)
     """Requests one endpoint may have in flight from one worker."""
+    endpoint_max_queued: int = Field(default=100, ge=0)
+    """An endpoint's deliveries a worker holds waiting for its turn; past that they are
+    deferred to the first retry tier (no attempt used)."""
     allowed_networks: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
     """CIDRs exempt from the SSRF guard, where plain http is accepted too (dev and tests)."""
     require_https: bool = True

@@ -1,8 +1,9 @@
-"""The Faust app: the fan-out agent, the sender agent and one sender agent per retry tier.
+"""The worker: the Faust fan-out agent, and the sender (:mod:`pipeline.delivery.dispatcher`)
+running as a service of the same Faust worker.
 
-Built by :func:`create_app` from settings; nothing is created at import time.
+The app is built by :func:`create_app` from settings; nothing is created at import time.
 
-At-least-once rests on two rules, kept by :func:`_run_batches`:
+At-least-once in the fan-out rests on two rules, kept by :func:`_agent`:
 
 * events are taken in batches (``stream.take_events``), which Faust acks only after the batch
   body returns, and offsets are committed only for acked events;
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -24,8 +24,8 @@ import faust
 import structlog
 from faust.types import EventT, StreamT
 
+from pipeline.delivery.dispatcher import Dispatcher
 from pipeline.delivery.handler import DeliveryHandler, Output
-from pipeline.delivery.record import Delivery
 from pipeline.delivery.sender import HttpSender
 from pipeline.endpoints.store import EndpointCache
 from pipeline.events.codec import decode
@@ -33,7 +33,7 @@ from pipeline.events.registry import default_registry
 from pipeline.exceptions import DecodeError
 from pipeline.fanout import fan_out, quarantine
 from pipeline.settings import Settings
-from pipeline.topics import DELIVERIES, retry_topic_name
+from pipeline.topics import DELIVERIES
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +41,7 @@ BATCH_MAX = 500
 BATCH_WITHIN = 0.05  # seconds a batch waits to fill
 
 
-def create_app(settings: Settings, *, endpoints: EndpointCache, sender: HttpSender) -> faust.App:
+def create_app(settings: Settings, *, endpoints: EndpointCache) -> faust.App:
     app = faust.App(
         settings.group("velourcity-webhooks"),
         broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
@@ -58,7 +58,6 @@ def create_app(settings: Settings, *, endpoints: EndpointCache, sender: HttpSend
         stream_wait_empty=False,
         worker_redirect_stdouts=False,
     )
-    handler = DeliveryHandler(settings, endpoints, sender)
     registry = default_registry()
     produce = _producer(app)
 
@@ -86,39 +85,7 @@ def create_app(settings: Settings, *, endpoints: EndpointCache, sender: HttpSend
             )
         return outputs
 
-    limit = asyncio.Semaphore(settings.sender_concurrency)
-
-    async def send_one(delivery: Delivery) -> list[Output]:
-        delay = delivery.not_before / 1000 - time.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        async with limit:
-            try:
-                return await handler.handle(delivery)
-            except Exception as exc:
-                log.exception("delivery handling failed", delivery_id=delivery.delivery_id)
-                return handler.on_error(delivery, exc)
-
-    async def send_batch(events: Sequence[EventT[Any]]) -> list[Output]:
-        outputs: list[Output] = []
-        jobs = []
-        for event in events:
-            try:
-                jobs.append(send_one(Delivery.from_bytes(event.message.value or b"")))
-            except Exception as exc:
-                outputs.append(_quarantine(settings, event, "invalid_delivery_record", exc))
-        for result in await asyncio.gather(*jobs):
-            outputs.extend(result)
-        return outputs
-
-    drain = settings.http_timeout + 10
-    _agent(app, domain, "fanout", endpoints, fanout_batch, produce, drain)
-    sources = [settings.topic(DELIVERIES)] + [
-        retry_topic_name(settings, delay) for delay in sorted(set(settings.retry_schedule))
-    ]
-    for source in sources:
-        channel = app.topic(source, key_serializer="raw", value_serializer="raw")
-        _agent(app, channel, f"send:{source}", endpoints, send_batch, produce, drain)
+    _agent(app, domain, "fanout", endpoints, fanout_batch, produce, settings.http_timeout + 10)
     return app
 
 
@@ -206,10 +173,11 @@ def _quarantine(settings: Settings, event: EventT[Any], reason: str, exc: Except
 
 
 def run_worker(settings: Settings) -> None:
-    """Run the agents until SIGTERM / Ctrl-C (``velourcity worker``)."""
+    """Run the fan-out agent and the sender until SIGTERM / Ctrl-C (``velourcity worker``)."""
     endpoints = EndpointCache(settings).start()
-    app = create_app(settings, endpoints=endpoints, sender=HttpSender(settings))
-    worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False)
+    app = create_app(settings, endpoints=endpoints)
+    sender = Dispatcher(settings, DeliveryHandler(settings, endpoints, HttpSender(settings)))
+    worker = faust.Worker(app, sender, loglevel=settings.log_level, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
     finally:

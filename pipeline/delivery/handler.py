@@ -7,10 +7,8 @@ for the broker's acks before the source offset may be committed.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -57,10 +55,6 @@ class DeliveryHandler:
         self._sender = sender
         self._clock = clock
         self._rng = rng or random.Random()
-        # A slow endpoint can hold at most this many of a worker's requests.
-        self._in_flight: defaultdict[str, asyncio.Semaphore] = defaultdict(
-            lambda: asyncio.Semaphore(settings.endpoint_max_in_flight)
-        )
 
     async def handle(self, delivery: Delivery) -> list[Output]:
         endpoint = self._endpoints.get(delivery.endpoint_id)
@@ -75,17 +69,27 @@ class DeliveryHandler:
             ]
         body = delivery.body.encode()
         headers = webhook_headers(delivery, body, [endpoint.secret], timestamp=now_ms // 1000)
-        async with self._in_flight[endpoint.id]:
-            result = await self._sender.post(endpoint.url, body, headers)
+        result = await self._sender.post(endpoint.url, body, headers)
         step = next_step(
             result, attempt=delivery.attempt, schedule=self._settings.retry_schedule, rng=self._rng
         )
         return self._outputs(delivery, endpoint, result, step, now_ms)
 
+    def defer(self, delivery: Delivery) -> list[Output]:
+        """The endpoint already holds its share of this worker's requests: send the delivery
+        to the first retry tier with the same attempt number (no request was made), so it
+        neither waits in memory nor holds up other endpoints' deliveries."""
+        tier = self._first_tier()
+        retry = delivery.replace(not_before=int((self._clock() + tier) * 1000))
+        return [Output(retry_topic_name(self._settings, tier), _key(delivery), retry.to_bytes())]
+
+    def _first_tier(self) -> float:
+        return self._settings.retry_schedule[0] if self._settings.retry_schedule else 1.0
+
     def on_error(self, delivery: Delivery, exc: BaseException) -> list[Output]:
         """A bug while handling must not lose the delivery: park it in the first retry tier
         (same attempt number, since no request was made)."""
-        tier = self._settings.retry_schedule[0] if self._settings.retry_schedule else 1.0
+        tier = self._first_tier()
         at = int(self._clock() * 1000)
         retry = delivery.replace(not_before=at + int(tier * 1000))
         return [

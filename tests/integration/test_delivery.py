@@ -161,6 +161,8 @@ def test_failing_endpoint_is_retried_per_tier_then_dead_lettered_with_its_attemp
     (letter,) = read_topic(kafka_settings.topic(DEAD_LETTERS), 1)
     dead = Delivery.from_bytes(letter.value())
     assert dead.event_id == event["id"]
+    time.sleep(2)  # a fifth try would come within the longest tier
+    assert len(failing.requests) == attempts_per_schedule
     assert [h["attempt"] for h in dead.history] == [1, 2, 3, 4]
     assert all(h["status"] == 500 for h in dead.history)
     assert "4 attempts failed" in (dead.dead_letter_reason or "")

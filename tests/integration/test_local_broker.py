@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,12 @@ import pytest
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "kafka.sh"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _brokers_using(home: Path) -> list[int]:
@@ -37,8 +44,8 @@ def test_up_twice_leaves_one_broker_and_down_leaves_none(tmp_path: Path) -> None
         (home / "libs").symlink_to(shared_libs)
     env = os.environ | {
         "KAFKA_HOME_DIR": str(home),
-        "KAFKA_PORT": "19092",
-        "KAFKA_CONTROLLER_PORT": "19093",
+        "KAFKA_PORT": str(_free_port()),
+        "KAFKA_CONTROLLER_PORT": str(_free_port()),
         "KAFKA_HEAP": "-Xms128m -Xmx384m",
     }
 

@@ -1,4 +1,5 @@
 import ipaddress
+import os
 
 import pytest
 from pydantic import ValidationError
@@ -22,7 +23,9 @@ def test_environment_prefix_and_parsing(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings.group("velourcity-fanout") == "staging-velourcity-fanout"
 
 
-def test_defaults() -> None:
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("VELOURCITY_")]:
+        monkeypatch.delenv(name)
     settings = Settings()
     assert settings.kafka_bootstrap == "127.0.0.1:9092"
     assert settings.topic_prefix == ""

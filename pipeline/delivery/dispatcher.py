@@ -1,0 +1,307 @@
+"""The sender: reads the deliveries topic and every retry tier, makes each record's attempt,
+many at once, and commits an offset only when every record before it is finished.
+
+It runs in the worker beside the Faust fan-out agent (as a service of the Faust worker) but
+drives its own aiokafka consumer, because it needs three things a Faust agent does not give:
+
+* **Per-record commits.** A record is *finished* when every record its attempt produced
+  (attempt log, retry, dead letter) was acknowledged by the broker. A partition's committed
+  offset is its lowest unfinished one (:class:`OffsetTracker`), so a slow request delays a
+  commit, never another endpoint's delivery, and a crash never skips an unfinished record.
+  (Faust acks out-of-order completions past records still in flight: faust-streaming #606.)
+* **Delays without holding records.** A retry record that is not due yet pauses its
+  partition and seeks back to it; the partition resumes when the record is due. Records of a
+  fixed-delay tier arrive in due order (up to jitter), so the head record is the next due.
+  Nothing waits in memory, so a crash while waiting loses nothing.
+* **Bulkheads.** A worker makes at most ``sender_concurrency`` requests at once; one endpoint
+  has at most ``endpoint_max_in_flight`` of them, and at most ``endpoint_max_queued`` more of
+  its deliveries wait in memory for their turn; past that, its deliveries are deferred to the
+  first retry tier without using an attempt. So a hanging endpoint holds a few of the worker's
+  requests and a bounded queue of its own, and never the other endpoints' turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from mode import Service
+
+from pipeline.delivery.handler import DeliveryHandler, Output
+from pipeline.delivery.offsets import OffsetTracker
+from pipeline.delivery.record import Delivery
+from pipeline.fanout import quarantine
+from pipeline.settings import Settings
+from pipeline.topics import DELIVERIES, retry_topic_name
+
+log = structlog.get_logger(__name__)
+
+POLL_MS = 200
+POLL_RECORDS = 500
+PRODUCE_BACKOFF_MAX = 5.0
+PENDING_PER_REQUEST = 5
+"""Records a worker holds (taken, not finished) per request it may make at once."""
+
+
+def sender_topics(settings: Settings) -> list[str]:
+    tiers = sorted(set(settings.retry_schedule))
+    return [settings.topic(DELIVERIES)] + [retry_topic_name(settings, d) for d in tiers]
+
+
+class Dispatcher(Service):
+    """``velourcity worker``'s sender (see the module's docstring)."""
+
+    def __init__(self, settings: Settings, handler: DeliveryHandler, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._settings = settings
+        self._handler = handler
+        self._topics = sender_topics(settings)
+        self._taken = asyncio.Semaphore(PENDING_PER_REQUEST * settings.sender_concurrency)
+        self._requests = asyncio.Semaphore(settings.sender_concurrency)
+        self._endpoint_cap = settings.endpoint_max_in_flight + settings.endpoint_max_queued
+        self._per_endpoint: Counter[str] = Counter()
+        """Deliveries of each endpoint taken and not finished."""
+        self._turns: dict[str, asyncio.Semaphore] = {}
+        """Each endpoint's own limit on requests in flight."""
+        self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._owned: set[TopicPartition] = set()
+        self._jobs: dict[TopicPartition, set[asyncio.Task[None]]] = {}
+        self._resume_at: dict[TopicPartition, asyncio.TimerHandle] = {}
+        self._last_commit = 0.0
+        self._halting = False
+        self._drain_seconds = settings.http_timeout + 5
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # Lifecycle (mode.Service) ------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        settings = self._settings
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_request_size=8 * 1024 * 1024,
+        )
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.group("velourcity-sender"),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(settings.session_timeout * 1000),
+            heartbeat_interval_ms=int(settings.session_timeout * 250),
+            max_poll_records=POLL_RECORDS,
+        )
+        await self._producer.start()
+        self._consumer.subscribe(self._topics, listener=_Rebalance(self))
+        await self._consumer.start()
+        self._loop_task = asyncio.ensure_future(self._consume())
+        log.info("sender started", topics=self._topics)
+
+    async def on_stop(self) -> None:
+        """Drain: no new attempts; in-flight ones finish (bounded by the HTTP timeout), their
+        results are produced and their offsets committed; then leave the group."""
+        self._halting = True
+        if self._loop_task is not None:
+            await asyncio.wait([self._loop_task], timeout=POLL_MS / 1000 + 1)
+            self._loop_task.cancel()
+        if self._consumer is not None:
+            await self._release(set(self._owned))
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        log.info("sender stopped")
+
+    # The loop --------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        assert self._consumer is not None
+        while not self._halting:
+            try:
+                batch = await self._consumer.getmany(timeout_ms=POLL_MS)
+            except KafkaError as exc:
+                log.warning("polling failed; retrying", error=repr(exc))
+                await asyncio.sleep(1)
+                continue
+            for tp, records in batch.items():
+                for record in records:
+                    if not await self._take(tp, record):
+                        break  # the partition is paused (or no longer ours): skip the rest
+            await self._commit(every=self._settings.commit_interval)
+
+    async def _take(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Start the record's job; False when the partition must not go on for now."""
+        try:
+            delivery: Delivery | None = Delivery.from_bytes(record.value or b"")
+        except Exception as exc:
+            delivery = None
+            bad = _quarantine(self._settings, record, exc)
+        if delivery is not None and (wait := delivery.not_before / 1000 - time.time()) > 0:
+            self._pause_until_due(tp, record.offset, wait)
+            return False
+        await self._taken.acquire()
+        if self._halting or tp not in self._owned:
+            self._taken.release()
+            return False
+        self._tracker.start(tp, record.offset)
+        if delivery is None:
+            job = self._finish(tp, record.offset, None, self._outputs_of(bad))
+        elif self._per_endpoint[delivery.endpoint_id] >= self._endpoint_cap:
+            log.debug("endpoint busy; deferred", endpoint_id=delivery.endpoint_id)
+            deferred = self._handler.defer(delivery)
+            job = self._finish(tp, record.offset, None, self._outputs_of(deferred))
+        else:
+            self._per_endpoint[delivery.endpoint_id] += 1
+            job = self._finish(tp, record.offset, delivery.endpoint_id, self._attempt(delivery))
+        task = asyncio.ensure_future(job)
+        self._jobs.setdefault(tp, set()).add(task)
+        task.add_done_callback(self._jobs[tp].discard)
+        return True
+
+    def _pause_until_due(self, tp: TopicPartition, offset: int, wait: float) -> None:
+        assert self._consumer is not None
+        self._consumer.seek(tp, offset)  # read it again when due; drops what was fetched past it
+        self._consumer.pause(tp)
+        if (timer := self._resume_at.pop(tp, None)) is not None:
+            timer.cancel()
+        self._resume_at[tp] = asyncio.get_running_loop().call_later(wait, self._resume, tp)
+
+    def _resume(self, tp: TopicPartition) -> None:
+        self._resume_at.pop(tp, None)
+        if self._consumer is not None and tp in self._owned:
+            self._consumer.resume(tp)
+
+    # One record's job --------------------------------------------------------------------
+
+    async def _attempt(self, delivery: Delivery) -> list[Output]:
+        limit = self._settings.endpoint_max_in_flight
+        turn = self._turns.setdefault(delivery.endpoint_id, asyncio.Semaphore(limit))
+        try:
+            async with turn, self._requests:
+                return await self._handler.handle(delivery)
+        except Exception as exc:  # a bug must not lose the delivery: it goes to a retry tier
+            log.exception("delivery handling failed", delivery_id=delivery.delivery_id)
+            return self._handler.on_error(delivery, exc)
+
+    @staticmethod
+    async def _outputs_of(outputs: list[Output]) -> list[Output]:
+        return outputs
+
+    async def _finish(
+        self, tp: TopicPartition, offset: int, endpoint_id: str | None, outputs: Any
+    ) -> None:
+        try:
+            if await self._produce(await outputs):
+                self._tracker.finish(tp, offset)
+        finally:
+            self._taken.release()
+            if endpoint_id is not None:
+                self._per_endpoint[endpoint_id] -= 1
+                if self._per_endpoint[endpoint_id] <= 0:
+                    del self._per_endpoint[endpoint_id]
+                    del self._turns[endpoint_id]
+
+    async def _produce(self, outputs: list[Output]) -> bool:
+        """Produce and wait for the broker's acks, retrying while the broker is away.
+        False when the worker stops first: the record stays unfinished, so it is read again."""
+        assert self._producer is not None
+        backoff = 0.1
+        while True:
+            try:
+                acks = [
+                    await self._producer.send(
+                        o.topic, o.value, key=o.key, headers=list(o.headers) or None
+                    )
+                    for o in outputs
+                ]
+                await asyncio.gather(*acks)
+                return True
+            except KafkaError as exc:
+                if self._halting:
+                    log.error("results not produced before stopping", error=repr(exc))
+                    return False
+                log.warning("producing results failed; retrying", error=repr(exc), wait=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, PRODUCE_BACKOFF_MAX)
+
+    # Commits and rebalances --------------------------------------------------------------
+
+    async def _commit(
+        self, *, every: float = 0.0, partitions: set[TopicPartition] | None = None
+    ) -> None:
+        now = time.monotonic()
+        if self._consumer is None or now - self._last_commit < every:
+            return
+        self._last_commit = now
+        offsets = self._tracker.to_commit(self._owned if partitions is None else partitions)
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:  # e.g. a rebalance is under way: the next commit catches up
+            log.warning("offset commit failed", error=repr(exc))
+            return
+        self._tracker.committed(offsets)
+
+    async def _release(self, partitions: set[TopicPartition]) -> None:
+        """Let partitions go (revoked, or stopping): wait for their jobs, commit, forget."""
+        self._owned -= partitions
+        for tp in partitions:
+            if (timer := self._resume_at.pop(tp, None)) is not None:
+                timer.cancel()
+        jobs = [task for tp in partitions for task in self._jobs.get(tp, ())]
+        if jobs:
+            _, late = await asyncio.wait(jobs, timeout=self._drain_seconds)
+            if late:
+                log.warning("attempts unfinished at hand-over; redone later", count=len(late))
+        await self._commit(partitions=partitions)
+        self._tracker.forget(partitions)
+        for tp in partitions:
+            self._jobs.pop(tp, None)
+
+    def _assigned(self, partitions: set[TopicPartition]) -> None:
+        self._owned |= partitions
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._dispatcher._release(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._dispatcher._assigned(set(assigned))
+
+
+def _quarantine(
+    settings: Settings, record: ConsumerRecord[bytes, bytes], exc: Exception
+) -> list[Output]:
+    log.warning(
+        "record quarantined",
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        reason="invalid_delivery_record",
+        error=str(exc)[:300],
+    )
+    return [
+        quarantine(
+            settings,
+            value=record.value,
+            key=record.key,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason="invalid_delivery_record",
+            error=f"{type(exc).__name__}: {exc}",
+        )
+    ]
