@@ -62,7 +62,11 @@ class Settings(BaseSettings):
 
     # Processes
     log_level: Literal["debug", "info", "warn", "error"] = "info"
-    worker_web_port: int = Field(default=6066, ge=0)
+    log_format: Literal["json", "console"] = "json"
+    """``json``: one JSON object a line (for log pipelines); ``console``: for people."""
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    """Where a worker serves Prometheus ``/metrics``; 0 turns it off."""
     admin_token: SecretStr | None = None
 
     @field_validator("allowed_networks", mode="before")

@@ -32,6 +32,7 @@ from pipeline.events.codec import decode
 from pipeline.events.registry import default_registry
 from pipeline.exceptions import DecodeError
 from pipeline.fanout import fan_out, quarantine
+from pipeline.observability import QUARANTINED, configure_logging, serve_metrics
 from pipeline.settings import Settings
 from pipeline.topics import DELIVERIES
 
@@ -152,6 +153,7 @@ def _producer(app: faust.App) -> Produce:
 
 def _quarantine(settings: Settings, event: EventT[Any], reason: str, exc: Exception) -> Output:
     message = event.message
+    QUARANTINED.labels(reason).inc()
     log.warning(
         "record quarantined",
         topic=message.topic,
@@ -174,6 +176,8 @@ def _quarantine(settings: Settings, event: EventT[Any], reason: str, exc: Except
 
 def run_worker(settings: Settings) -> None:
     """Run the fan-out agent and the sender until SIGTERM / Ctrl-C (``velourcity worker``)."""
+    configure_logging(settings)
+    serve_metrics(settings)
     endpoints = EndpointCache(settings).start()
     app = create_app(settings, endpoints=endpoints)
     sender = Dispatcher(settings, DeliveryHandler(settings, endpoints, HttpSender(settings)))

@@ -87,6 +87,7 @@ def settings_factory(kafka_bootstrap: str, prefix: str) -> Callable[..., Setting
             "internal_partitions": 1,
             "allowed_networks": "127.0.0.0/8",
             "retry_schedule": "1,2,2",
+            "metrics_port": 0,  # several workers per test: only tests of /metrics serve it
         } | overrides
         return Settings(**values)
 

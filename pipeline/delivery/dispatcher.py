@@ -37,6 +37,7 @@ from pipeline.delivery.handler import DeliveryHandler, Output
 from pipeline.delivery.offsets import OffsetTracker
 from pipeline.delivery.record import Delivery
 from pipeline.fanout import quarantine
+from pipeline.observability import CONSUMER_LAG, DEFERRED, QUARANTINED
 from pipeline.settings import Settings
 from pipeline.topics import DELIVERIES, retry_topic_name
 
@@ -136,6 +137,7 @@ class Dispatcher(Service):
                     if not await self._take(tp, record):
                         break  # the partition is paused (or no longer ours): skip the rest
             await self._commit(every=self._settings.commit_interval)
+            self._report_lag()
 
     async def _take(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
         """Start the record's job; False when the partition must not go on for now."""
@@ -156,6 +158,7 @@ class Dispatcher(Service):
             job = self._finish(tp, record.offset, None, self._outputs_of(bad))
         elif self._per_endpoint[delivery.endpoint_id] >= self._endpoint_cap:
             log.debug("endpoint busy; deferred", endpoint_id=delivery.endpoint_id)
+            DEFERRED.inc()
             deferred = self._handler.defer(delivery)
             job = self._finish(tp, record.offset, None, self._outputs_of(deferred))
         else:
@@ -251,6 +254,16 @@ class Dispatcher(Service):
             return
         self._tracker.committed(offsets)
 
+    def _report_lag(self) -> None:
+        assert self._consumer is not None
+        lag = dict.fromkeys(self._topics, 0)
+        for tp in self._owned:
+            high, end = self._consumer.highwater(tp), self._tracker.end(tp)
+            if high is not None and end is not None:
+                lag[tp.topic] += max(0, high - end)
+        for topic, behind in lag.items():
+            CONSUMER_LAG.labels(topic).set(behind)
+
     async def _release(self, partitions: set[TopicPartition]) -> None:
         """Let partitions go (revoked, or stopping): wait for their jobs, commit, forget."""
         self._owned -= partitions
@@ -285,6 +298,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 def _quarantine(
     settings: Settings, record: ConsumerRecord[bytes, bytes], exc: Exception
 ) -> list[Output]:
+    QUARANTINED.labels("invalid_delivery_record").inc()
     log.warning(
         "record quarantined",
         topic=record.topic,

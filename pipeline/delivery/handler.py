@@ -13,13 +13,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import structlog
+
 from pipeline.delivery.policy import AttemptResult, NextStep, next_step
 from pipeline.delivery.record import Attempt, Delivery, Outcome
 from pipeline.delivery.sender import HttpSender
 from pipeline.delivery.signing import webhook_headers
 from pipeline.endpoints.model import Endpoint
+from pipeline.observability import (
+    ATTEMPT_SECONDS,
+    ATTEMPTS,
+    DEAD_LETTERS,
+    DELIVERY_SECONDS,
+    ENDPOINTS_DISABLED,
+)
 from pipeline.settings import Settings
-from pipeline.topics import ATTEMPTS, DEAD_LETTERS, ENDPOINTS, retry_topic_name
+from pipeline.topics import ATTEMPTS as ATTEMPTS_TOPIC
+from pipeline.topics import DEAD_LETTERS as DEAD_LETTERS_TOPIC
+from pipeline.topics import ENDPOINTS, retry_topic_name
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +160,7 @@ class DeliveryHandler:
 
     def _dead_letter(self, delivery: Delivery, reason: str) -> Output:
         record = delivery.replace(dead_letter_reason=reason)
-        return Output(self._settings.topic(DEAD_LETTERS), _key(delivery), record.to_bytes())
+        return Output(self._settings.topic(DEAD_LETTERS_TOPIC), _key(delivery), record.to_bytes())
 
     def _log(
         self,
@@ -174,7 +187,35 @@ class DeliveryHandler:
             outcome=outcome,
             next_attempt_at=next_attempt_at,
         )
-        return Output(self._settings.topic(ATTEMPTS), _key(delivery), attempt.to_bytes())
+        _observe(attempt, delivery)
+        return Output(self._settings.topic(ATTEMPTS_TOPIC), _key(delivery), attempt.to_bytes())
+
+
+def _observe(attempt: Attempt, delivery: Delivery) -> None:
+    """Metrics and one log line per attempt (ids, status, timing: never a secret or a URL)."""
+    ATTEMPTS.labels(attempt.outcome, attempt.event_type).inc()
+    if attempt.status is not None or attempt.latency_ms:
+        ATTEMPT_SECONDS.observe(attempt.latency_ms / 1000)
+    if attempt.outcome == "delivered":
+        DELIVERY_SECONDS.observe(max(0.0, (attempt.at - delivery.event_time) / 1000))
+    elif attempt.outcome in ("dead_lettered", "endpoint_disabled"):
+        DEAD_LETTERS.inc()
+        if attempt.outcome == "endpoint_disabled":
+            ENDPOINTS_DISABLED.inc()
+    log.info(
+        "attempt",
+        delivery_id=attempt.delivery_id,
+        event_id=attempt.event_id,
+        event_type=attempt.event_type,
+        endpoint_id=attempt.endpoint_id,
+        account_id=attempt.account_id,
+        attempt=attempt.attempt,
+        status=attempt.status,
+        error=attempt.error,
+        latency_ms=attempt.latency_ms,
+        outcome=attempt.outcome,
+        next_attempt_at=attempt.next_attempt_at,
+    )
 
 
 def _key(delivery: Delivery) -> bytes:

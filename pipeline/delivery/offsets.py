@@ -52,6 +52,11 @@ class OffsetTracker(Generic[P]):
         if state is not None:
             state.finished.add(offset)
 
+    def end(self, partition: P) -> int | None:
+        """One past the highest offset taken; None before the first."""
+        state = self._partitions.get(partition)
+        return state.end if state else None
+
     def unfinished(self, partition: P) -> int:
         state = self._partitions.get(partition)
         return len(state.taken) - len(state.finished) if state else 0
