@@ -5,6 +5,7 @@ Names carry ``settings.topic_prefix`` so several stacks can share one broker.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
@@ -76,4 +77,25 @@ def create_topics(settings: Settings, *, timeout: float = 30.0) -> dict[str, str
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
             result[name] = "exists"
+    _wait_for_leaders(admin, list(result), timeout)
     return result
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """A new topic takes produce and fetch requests only once every partition has a leader;
+    wait for that, so callers can use the topics straight away."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        waiting = [
+            name
+            for name in names
+            if name not in topics
+            or topics[name].error is not None
+            or any(p.leader < 0 or p.error is not None for p in topics[name].partitions.values())
+        ]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics without a partition leader after {timeout:g}s: {waiting}")
+        time.sleep(0.1)
