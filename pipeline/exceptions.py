@@ -6,6 +6,7 @@
     │   ├── InvalidEvent            an event that does not fit its Avro schema
     │   ├── InvalidEndpoint         an endpoint field that is not acceptable
     │   │   └── UnsafeURL           an endpoint URL whose target is refused (SSRF guard)
+    │   ├── InvalidAccount          an account field that is not acceptable
     │   └── UnknownEventType        an event type name that does not exist
     ├── DecodeError                 bytes from Kafka that are not a readable event
     │   ├── MissingHeader           not Avro single-object encoded (no C3 01 marker)
@@ -27,6 +28,7 @@ __all__ = [
     "DecodeError",
     "DeliveryOutcome",
     "GiveUp",
+    "InvalidAccount",
     "InvalidEndpoint",
     "InvalidEvent",
     "InvalidInput",
@@ -62,6 +64,10 @@ class InvalidEndpoint(InvalidInput):
 
 class UnsafeURL(InvalidEndpoint):
     """An endpoint URL that points at a refused network (loopback, private, metadata, ...)."""
+
+
+class InvalidAccount(InvalidInput):
+    """An account field (its name, ...) that is not acceptable."""
 
 
 class UnknownEventType(InvalidInput):

@@ -36,6 +36,15 @@ def worker() -> None:
     run_worker(load_settings())
 
 
+@app.command()
+def api(host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve the REST API (accounts, API keys, endpoints)."""
+    from pipeline.api.server import serve  # fastapi + uvicorn: import them only here
+    from pipeline.settings import load_settings
+
+    serve(load_settings(), host=host, port=port)
+
+
 def main() -> None:
     try:
         app()

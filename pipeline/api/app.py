@@ -1,0 +1,76 @@
+"""The API application, built by :func:`create_api` (nothing is built at import time)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from pipeline.api import accounts, endpoints
+from pipeline.api.backends import Backends, kafka_backends
+from pipeline.api.context import ApiConfig
+from pipeline.api.errors import BodyLimit, ErrorBody, install_error_handlers
+from pipeline.delivery.ssrf import SyncResolver
+from pipeline.settings import Settings
+
+MAX_BODY_BYTES = 64 * 1024
+_ERRORS = {
+    status: {"model": ErrorBody, "description": what}
+    for status, what in [
+        (400, "Malformed JSON"),
+        (401, "Missing or wrong credentials"),
+        (404, "Not found (or another account's)"),
+        (413, "Body too large"),
+        (422, "A field is missing, of the wrong type, unknown or refused"),
+        (503, "Not ready, not configured, or the broker did not acknowledge the write"),
+    ]
+}
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name  # e.g. "create_endpoint": what generated clients call the method
+
+
+def create_api(
+    settings: Settings,
+    *,
+    backends: Backends | None = None,
+    resolver: SyncResolver | None = None,
+    visible_timeout: float = 5.0,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The API. Without ``backends`` it reads and writes the Kafka topics of ``settings``,
+    loading them when the server starts (requests before that answer 503)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if backends is not None:
+            yield
+            return
+        async with kafka_backends(settings) as loaded:
+            app.state.backends = loaded
+            yield
+            app.state.backends = None
+
+    app = FastAPI(
+        title="Velourcity Webhooks API",
+        version="1",
+        description="Accounts, API keys and webhook endpoints. Errors are "
+        '`{"error": {"code", "message", "field"}}`.',
+        lifespan=lifespan,
+        responses=_ERRORS,  # type: ignore[arg-type]
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.config = ApiConfig(
+        settings=settings, resolver=resolver, visible_timeout=visible_timeout
+    )
+    app.state.backends = backends
+    app.state.account_lock = asyncio.Lock()
+    install_error_handlers(app)
+    app.include_router(accounts.router)
+    app.include_router(endpoints.router)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    return app

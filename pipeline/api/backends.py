@@ -1,0 +1,81 @@
+"""What the API reads from and writes to, as small interfaces, and their Kafka implementation.
+
+Reads come from in-memory copies of the compacted topics; writes go to Kafka. Unit tests pass
+the in-memory fakes of :mod:`pipeline.api.fakes` instead; integration tests use the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+from pipeline.accounts import Account, AccountCache, AccountWriter
+from pipeline.endpoints import Endpoint, EndpointCache, EndpointWriter
+from pipeline.settings import Settings
+
+
+class EndpointReader(Protocol):
+    def get(self, endpoint_id: str) -> Endpoint | None: ...
+
+    def for_account(self, account_id: str) -> tuple[Endpoint, ...]: ...
+
+
+class EndpointSink(Protocol):
+    def put(self, endpoint: Endpoint) -> Endpoint: ...
+
+    def delete(self, endpoint_id: str) -> None: ...
+
+
+class AccountReader(Protocol):
+    def get(self, account_id: str) -> Account | None: ...
+
+    def authenticate(self, api_key: str) -> Account | None: ...
+
+
+class AccountSink(Protocol):
+    def put(self, account: Account) -> Account: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Backends:
+    endpoints: EndpointReader
+    endpoint_writer: EndpointSink
+    accounts: AccountReader
+    account_writer: AccountSink
+
+
+@asynccontextmanager
+async def kafka_backends(
+    settings: Settings, ready_seconds: float = 60.0
+) -> AsyncIterator[Backends]:
+    """The Kafka-backed backends, with both caches loaded before the API takes requests."""
+    endpoints, accounts = EndpointCache(settings).start(), AccountCache(settings).start()
+    try:
+        await endpoints.wait_ready_async(ready_seconds)
+        await accounts.wait_ready_async(ready_seconds)
+        yield Backends(
+            endpoints=endpoints,
+            endpoint_writer=EndpointWriter(settings),
+            accounts=accounts,
+            account_writer=AccountWriter(settings),
+        )
+    finally:
+        endpoints.stop()
+        accounts.stop()
+
+
+async def until(condition: Callable[[], bool], seconds: float) -> bool:
+    """Wait (without blocking the event loop) until ``condition()`` holds; False on timeout.
+
+    The API's read-your-writes: after a write is acked it waits for its own cache to show it.
+    """
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True

@@ -1,0 +1,104 @@
+"""What every route needs (settings, backends, the caller) as FastAPI dependencies."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import structlog
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from pipeline.accounts import Account
+from pipeline.accounts.model import KEY_PREFIX
+from pipeline.api.backends import Backends, until
+from pipeline.api.errors import ApiError
+from pipeline.delivery.ssrf import SyncResolver
+from pipeline.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiConfig:
+    settings: Settings
+    resolver: SyncResolver | None = None
+    """Registration-time DNS for endpoint URLs (default: the system's)."""
+    visible_timeout: float = 5.0
+    """Seconds a write waits to show up in this process's caches before the answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    """One request's view of the API: its configuration and backends."""
+
+    config: ApiConfig
+    backends: Backends
+    account_lock: asyncio.Lock
+    """Key changes rewrite a whole account record: one at a time in this process, so two
+    requests never drop each other's key. (Across API processes the last write wins.)"""
+
+    async def visible(self, condition: Callable[[], bool]) -> None:
+        """Read-your-writes: wait until this process's cache shows what was just written.
+
+        The write is already acked (durable) when this runs, so a cache slower than the timeout
+        does not fail the request: it is logged and the answer goes out.
+        """
+        if not await until(condition, self.config.visible_timeout):
+            log.warning("write not yet visible here", seconds=self.config.visible_timeout)
+
+
+def _api(request: Request) -> Api:
+    backends = getattr(request.app.state, "backends", None)
+    if backends is None:
+        raise ApiError(503, "starting", "the API is still loading its data; try again shortly")
+    return Api(request.app.state.config, backends, request.app.state.account_lock)
+
+
+ApiDep = Annotated[Api, Depends(_api)]
+
+_admin_scheme = HTTPBearer(
+    auto_error=False, scheme_name="AdminToken", description="VELOURCITY_ADMIN_TOKEN"
+)
+_key_scheme = HTTPBearer(auto_error=False, scheme_name="ApiKey", description="An API key, vk_...")
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers=_CHALLENGE)
+
+
+def _sha256(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+def _admin(
+    api: ApiDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_scheme)]
+) -> None:
+    token = api.config.settings.admin_token
+    if token is None:
+        message = "account administration is off: set VELOURCITY_ADMIN_TOKEN to turn it on"
+        raise ApiError(503, "admin_disabled", message)
+    if credentials is None:
+        raise _unauthorized("send the admin token as 'Authorization: Bearer <token>'")
+    if not hmac.compare_digest(_sha256(credentials.credentials), _sha256(token.get_secret_value())):
+        raise _unauthorized("the admin token is wrong")
+
+
+def _account(
+    api: ApiDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_key_scheme)]
+) -> Account:
+    if credentials is None:
+        raise _unauthorized(f"send an API key as 'Authorization: Bearer {KEY_PREFIX}...'")
+    account = api.backends.accounts.authenticate(credentials.credentials)
+    if account is None:
+        raise _unauthorized("the API key is wrong or revoked")
+    return account
+
+
+AdminDep = Depends(_admin)
+CallerDep = Annotated[Account, Depends(_account)]

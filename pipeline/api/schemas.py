@@ -1,0 +1,125 @@
+"""Request and response bodies. Requests refuse unknown fields, so a typo is an error, not a
+silently ignored setting."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.accounts import Account, ApiKey
+from pipeline.endpoints import Endpoint
+from pipeline.endpoints.model import MAX_DESCRIPTION
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+class AccountCreate(Request):
+    name: str = Field(min_length=1, max_length=200, examples=["Trattoria Roma"])
+
+
+class KeyOut(BaseModel):
+    prefix: str = Field(description="The key's first characters: names it, e.g. to revoke it.")
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyOut:
+        revoked = None if key.revoked_at is None else _time(key.revoked_at)
+        return cls(prefix=key.prefix, created_at=_time(key.created_at), revoked_at=revoked)
+
+
+class KeyCreated(KeyOut):
+    api_key: str = Field(description="The key itself, shown this once only.")
+
+
+class AccountCreated(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+    api_key: str = Field(description="The account's first API key, shown this once only.")
+    key_prefix: str
+
+    @classmethod
+    def of(cls, account: Account, api_key: str) -> AccountCreated:
+        return cls(
+            id=account.id,
+            name=account.name,
+            created_at=_time(account.created_at),
+            api_key=api_key,
+            key_prefix=account.keys[-1].prefix,
+        )
+
+
+EventTypes = list[str] | None
+_EVENT_TYPES = Field(
+    default=None,
+    description='Event types to receive; omitted, null or ["*"]: every type.',
+    examples=[["order.created", "order.delivered"]],
+)
+
+
+class EndpointCreate(Request):
+    url: str = Field(max_length=2048, examples=["https://partner.example/webhooks"])
+    event_types: EventTypes = _EVENT_TYPES
+    description: str = Field(default="", max_length=MAX_DESCRIPTION)
+
+
+class EndpointUpdate(Request):
+    """Only the fields given change; ``event_types: null`` means every type."""
+
+    url: str | None = Field(default=None, max_length=2048)
+    event_types: EventTypes = _EVENT_TYPES
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
+
+
+class EndpointOut(BaseModel):
+    id: str
+    url: str
+    event_types: list[str] | None
+    description: str
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def fields_of(cls, endpoint: Endpoint) -> dict[str, object]:
+        return {
+            "id": endpoint.id,
+            "url": endpoint.url,
+            "event_types": list(endpoint.event_types) if endpoint.event_types else None,
+            "description": endpoint.description,
+            "enabled": endpoint.enabled,
+            "disabled_reason": endpoint.disabled_reason,
+            "created_at": _time(endpoint.created_at),
+            "updated_at": _time(endpoint.updated_at),
+        }
+
+    @classmethod
+    def of(cls, endpoint: Endpoint) -> EndpointOut:
+        return cls.model_validate(cls.fields_of(endpoint))
+
+
+class EndpointCreated(EndpointOut):
+    secret: str = Field(description="Signing secret (whsec_...); also at GET .../secret.")
+
+    @classmethod
+    def of(cls, endpoint: Endpoint) -> EndpointCreated:
+        return cls.model_validate(cls.fields_of(endpoint) | {"secret": endpoint.secret})
+
+
+class EndpointSecret(BaseModel):
+    id: str
+    secret: str
+
+
+class EndpointPage(BaseModel):
+    data: list[EndpointOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null: done.")
