@@ -58,12 +58,18 @@ def read_dead_letters(
 def redrive(settings: Settings, letters: list[DeadLetter]) -> int:
     """Send dead letters back to the deliveries topic at attempt 1 of a fresh schedule, with the
     same delivery id and webhook-id (receivers dedupe). Returns how many went."""
+    return send_again(settings, [letter.delivery for letter in letters])
+
+
+def send_again(settings: Settings, deliveries: list[Delivery]) -> int:
+    """Put deliveries on the deliveries topic at attempt 1 of a fresh schedule (same delivery
+    id and webhook-id), waiting for the broker's acks. Returns how many went."""
     producer = Producer(
         {"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "acks": "all"}
     )
     errors: list[str] = []
-    for letter in letters:
-        fresh = letter.delivery.replace(attempt=1, not_before=0, dead_letter_reason=None)
+    for delivery in deliveries:
+        fresh = delivery.replace(attempt=1, not_before=0, dead_letter_reason=None)
         producer.produce(
             settings.topic(DELIVERIES),
             key=fresh.endpoint_id.encode(),
@@ -72,5 +78,5 @@ def redrive(settings: Settings, letters: list[DeadLetter]) -> int:
         )
         producer.poll(0)
     if producer.flush(60) or errors:
-        raise PublishError(f"redrive incomplete: {errors[:3] or 'timed out'}")
-    return len(letters)
+        raise PublishError(f"sending again incomplete: {errors[:3] or 'timed out'}")
+    return len(deliveries)

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     session_timeout: float = Field(default=10.0, ge=6)
     """Seconds before the group gives a silent (crashed) worker's partitions to the others."""
 
+    history_retention_days: float = Field(default=30.0, gt=0)
+    """How long delivery history (the attempts and deliveries topics) is kept and shown."""
+
     # Processes
     log_level: Literal["debug", "info", "warn", "error"] = "info"
     log_format: Literal["json", "console"] = "json"

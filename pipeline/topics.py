@@ -14,6 +14,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from pipeline.settings import Settings
 
 ENDPOINTS = "velourcity.endpoints"
+ACCOUNTS = "velourcity.accounts"
 DELIVERIES = "velourcity.deliveries"
 ATTEMPTS = "velourcity.attempts"
 DEAD_LETTERS = "velourcity.dead-letters"
@@ -34,6 +35,7 @@ def retry_topic_name(settings: Settings, delay_seconds: float) -> str:
 
 def pipeline_topics(settings: Settings) -> list[TopicSpec]:
     t = settings.topic
+    history = {"retention.ms": str(int(settings.history_retention_days * 86_400_000))}
     specs = [
         TopicSpec(name=t(settings.orders_topic), partitions=settings.domain_partitions),
         TopicSpec(name=t(settings.payments_topic), partitions=settings.domain_partitions),
@@ -42,8 +44,13 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
             partitions=settings.internal_partitions,
             config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
         ),
-        TopicSpec(name=t(DELIVERIES), partitions=settings.delivery_partitions),
-        TopicSpec(name=t(ATTEMPTS), partitions=settings.delivery_partitions),
+        TopicSpec(
+            name=t(ACCOUNTS),
+            partitions=settings.internal_partitions,
+            config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+        ),
+        TopicSpec(name=t(DELIVERIES), partitions=settings.delivery_partitions, config=history),
+        TopicSpec(name=t(ATTEMPTS), partitions=settings.delivery_partitions, config=history),
         TopicSpec(name=t(DEAD_LETTERS), partitions=settings.internal_partitions),
         TopicSpec(name=t(QUARANTINE), partitions=settings.internal_partitions),
     ]
