@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from pipeline.api import accounts, endpoints
+from pipeline.api import accounts, deliveries, endpoints
 from pipeline.api.backends import Backends, kafka_backends
 from pipeline.api.context import ApiConfig
 from pipeline.api.errors import BodyLimit, ErrorBody, install_error_handlers
@@ -72,5 +72,6 @@ def create_api(
     install_error_handlers(app)
     app.include_router(accounts.router)
     app.include_router(endpoints.router)
+    app.include_router(deliveries.router)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pipeline.accounts import Account, AccountCache, AccountWriter
+from pipeline.deadletters import read_dead_letters, send_again
+from pipeline.delivery.record import Delivery
 from pipeline.endpoints import Endpoint, EndpointCache, EndpointWriter
+from pipeline.history import DeliveryHistory, HistoryFollower
 from pipeline.settings import Settings
 
 
@@ -40,12 +43,52 @@ class AccountSink(Protocol):
     def put(self, account: Account) -> Account: ...
 
 
+class DeliverySender(Protocol):
+    def send(self, deliveries: list[Delivery]) -> int:
+        """Put deliveries on the deliveries topic at attempt 1 (acked); return how many."""
+        ...
+
+
+class DeadLetterReader(Protocol):
+    def read(
+        self, account_id: str, endpoint_id: str | None, since_ms: int
+    ) -> list[tuple[Delivery, int]]:
+        """An account's dead letters with when each was dead-lettered (unix ms)."""
+        ...
+
+
+class KafkaDeliverySender:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def send(self, deliveries: list[Delivery]) -> int:
+        return send_again(self._settings, deliveries)
+
+
+class KafkaDeadLetters:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def read(
+        self, account_id: str, endpoint_id: str | None, since_ms: int
+    ) -> list[tuple[Delivery, int]]:
+        letters = read_dead_letters(self._settings, endpoint_id=endpoint_id, since_ms=since_ms)
+        return [
+            (letter.delivery, letter.dead_lettered_at)
+            for letter in letters
+            if letter.delivery.account_id == account_id
+        ]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Backends:
     endpoints: EndpointReader
     endpoint_writer: EndpointSink
     accounts: AccountReader
     account_writer: AccountSink
+    history: DeliveryHistory
+    delivery_sender: DeliverySender
+    dead_letters: DeadLetterReader
 
 
 @asynccontextmanager
@@ -54,18 +97,26 @@ async def kafka_backends(
 ) -> AsyncIterator[Backends]:
     """The Kafka-backed backends, with both caches loaded before the API takes requests."""
     endpoints, accounts = EndpointCache(settings).start(), AccountCache(settings).start()
+    retention = settings.history_retention_days * 86_400
+    history = DeliveryHistory(retention_seconds=retention)
+    follower = HistoryFollower(settings, history, retention).start()
     try:
         await endpoints.wait_ready_async(ready_seconds)
         await accounts.wait_ready_async(ready_seconds)
+        await asyncio.to_thread(follower.wait_ready, ready_seconds)
         yield Backends(
             endpoints=endpoints,
             endpoint_writer=EndpointWriter(settings),
             accounts=accounts,
             account_writer=AccountWriter(settings),
+            history=history,
+            delivery_sender=KafkaDeliverySender(settings),
+            dead_letters=KafkaDeadLetters(settings),
         )
     finally:
         endpoints.stop()
         accounts.stop()
+        follower.stop()
 
 
 async def until(condition: Callable[[], bool], seconds: float) -> bool:

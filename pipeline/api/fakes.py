@@ -11,7 +11,9 @@ from collections.abc import Callable
 
 from pipeline.accounts import Account, AccountIndex
 from pipeline.api.backends import Backends
+from pipeline.delivery.record import Delivery
 from pipeline.endpoints import Endpoint
+from pipeline.history import DeliveryHistory
 
 
 class _Delayed:
@@ -62,8 +64,41 @@ class InMemoryAccounts(AccountIndex, _Delayed):
         return account
 
 
+class RecordingSender:
+    """Keeps what the API sent again, for tests to look at."""
+
+    def __init__(self) -> None:
+        self.sent: list[Delivery] = []
+
+    def send(self, deliveries: list[Delivery]) -> int:
+        self.sent.extend(deliveries)
+        return len(deliveries)
+
+
+class InMemoryDeadLetters:
+    def __init__(self) -> None:
+        self.letters: list[tuple[Delivery, int]] = []
+
+    def read(
+        self, account_id: str, endpoint_id: str | None, since_ms: int
+    ) -> list[tuple[Delivery, int]]:
+        return [
+            (d, at)
+            for d, at in self.letters
+            if d.account_id == account_id
+            and endpoint_id in (None, d.endpoint_id)
+            and at >= since_ms
+        ]
+
+
 def in_memory_backends(visible_after: float = 0.0) -> Backends:
     endpoints, accounts = InMemoryEndpoints(visible_after), InMemoryAccounts(visible_after)
     return Backends(
-        endpoints=endpoints, endpoint_writer=endpoints, accounts=accounts, account_writer=accounts
+        endpoints=endpoints,
+        endpoint_writer=endpoints,
+        accounts=accounts,
+        account_writer=accounts,
+        history=DeliveryHistory(retention_seconds=30 * 86_400),
+        delivery_sender=RecordingSender(),
+        dead_letters=InMemoryDeadLetters(),
     )

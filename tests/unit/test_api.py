@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline.accounts import Account
-from pipeline.api import Backends, create_api
+from pipeline.api import create_api
 from pipeline.api.fakes import InMemoryAccounts, in_memory_backends
 from pipeline.exceptions import PublishError
 from pipeline.settings import Settings
@@ -311,12 +312,7 @@ def test_a_write_the_broker_did_not_ack_is_a_503() -> None:
 
     accounts = Refusing()
     backends = in_memory_backends()
-    backends = Backends(
-        endpoints=backends.endpoints,
-        endpoint_writer=backends.endpoint_writer,
-        accounts=accounts,
-        account_writer=accounts,
-    )
+    backends = dataclasses.replace(backends, accounts=accounts, account_writer=accounts)
     with TestClient(create_api(Settings(admin_token="t"), backends=backends)) as client:
         response = client.post(
             "/v1/accounts", json={"name": "x"}, headers={"Authorization": "Bearer t"}

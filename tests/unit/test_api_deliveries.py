@@ -1,0 +1,217 @@
+"""Delivery logs, retry, recover, test events, dead letters and stats, against in-memory
+backends: each account sees and resends only its own deliveries."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from test_api import assert_error, make_client, new_account, new_endpoint
+
+from pipeline.api.fakes import InMemoryDeadLetters, RecordingSender
+from pipeline.delivery.record import Attempt, Delivery, Outcome
+from pipeline.history import DeliveryHistory
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    with make_client() as client:
+        yield client
+
+
+def backends(client: TestClient) -> Any:
+    return client.app.state.backends  # type: ignore[attr-defined]
+
+
+def history(client: TestClient) -> DeliveryHistory:
+    result: DeliveryHistory = backends(client).history
+    return result
+
+
+def sender(client: TestClient) -> RecordingSender:
+    result: RecordingSender = backends(client).delivery_sender
+    return result
+
+
+def deliver(
+    client: TestClient, account: str, endpoint: str, n: int, *outcomes: Outcome
+) -> Delivery:
+    """A delivery seen by the history, with one attempt per outcome."""
+    now = int(time.time() * 1000)
+    d = Delivery(
+        delivery_id=f"dlv_{account}_{n}",
+        event_id=f"evt_{n}",
+        event_type="order.created",
+        account_id=account,
+        endpoint_id=endpoint,
+        body='{"id":"evt"}',
+        event_time=now,
+    )
+    history(client).add_delivery(d, seen_at=now)
+    for i, outcome in enumerate(outcomes, start=1):
+        history(client).add_attempt(
+            Attempt(
+                delivery_id=d.delivery_id,
+                endpoint_id=endpoint,
+                account_id=account,
+                event_id=d.event_id,
+                event_type=d.event_type,
+                attempt=i,
+                at=now + i,
+                status=200 if outcome == "delivered" else 500,
+                error=None,
+                latency_ms=4.5,
+                response_excerpt="nope",
+                outcome=outcome,
+                next_attempt_at=now + 5000 if outcome == "retry" else None,
+            )
+        )
+    return d
+
+
+@pytest.fixture
+def two_accounts(client: TestClient) -> dict[str, Any]:
+    a, key_a = new_account(client, "A")
+    b, key_b = new_account(client, "B")
+    ep_a, ep_b = new_endpoint(client, key_a)["id"], new_endpoint(client, key_b)["id"]
+    return {"a": a, "key_a": key_a, "ep_a": ep_a, "b": b, "key_b": key_b, "ep_b": ep_b}
+
+
+def test_list_and_get_show_only_the_callers_deliveries(client, two_accounts) -> None:
+    t = two_accounts
+    mine = deliver(client, t["a"], t["ep_a"], 1, "retry", "delivered")
+    theirs = deliver(client, t["b"], t["ep_b"], 2, "dead_lettered")
+
+    listed = client.get("/v1/deliveries", headers=t["key_a"]).json()
+    assert [d["id"] for d in listed["data"]] == [mine.delivery_id]
+    row = listed["data"][0]
+    assert (row["status"], row["attempts"], row["last_status"]) == ("delivered", 2, 200)
+
+    detail = client.get(f"/v1/deliveries/{mine.delivery_id}", headers=t["key_a"]).json()
+    assert [a["outcome"] for a in detail["attempts_log"]] == ["retry", "delivered"]
+    assert detail["attempts_log"][0]["next_attempt_at"] is not None
+    assert detail["body"] == mine.body
+
+    other = client.get(f"/v1/deliveries/{theirs.delivery_id}", headers=t["key_a"])
+    assert_error(other, 404, "not_found")
+    retry = client.post(f"/v1/deliveries/{theirs.delivery_id}/retry", headers=t["key_a"])
+    assert_error(retry, 404, "not_found")
+    assert sender(client).sent == []
+
+
+def test_filters_and_cursor(client, two_accounts) -> None:
+    t = two_accounts
+    for n in range(5):
+        deliver(client, t["a"], t["ep_a"], n, "delivered" if n % 2 else "dead_lettered")
+    failed = client.get("/v1/deliveries?status=failed&limit=2", headers=t["key_a"]).json()
+    assert len(failed["data"]) == 2 and failed["next_cursor"]
+    rest = client.get(
+        f"/v1/deliveries?status=failed&limit=2&cursor={failed['next_cursor']}", headers=t["key_a"]
+    ).json()
+    assert len(rest["data"]) == 1 and rest["next_cursor"] is None
+    assert_error(
+        client.get("/v1/deliveries?cursor=x", headers=t["key_a"]), 422, "invalid_field", "cursor"
+    )
+    assert_error(
+        client.get("/v1/deliveries?since=yesterday", headers=t["key_a"]),
+        422,
+        "invalid_field",
+        "since",
+    )
+    response = client.get("/v1/deliveries?status=lost", headers=t["key_a"])
+    assert response.status_code == 422
+
+
+def test_retry_sends_the_same_delivery_again_at_attempt_1(client, two_accounts) -> None:
+    t = two_accounts
+    d = deliver(client, t["a"], t["ep_a"], 1, "retry", "dead_lettered")
+    response = client.post(f"/v1/deliveries/{d.delivery_id}/retry", headers=t["key_a"])
+    assert response.status_code == 202
+    (again,) = sender(client).sent
+    assert (again.delivery_id, again.event_id, again.attempt, again.body) == (
+        d.delivery_id,
+        d.event_id,
+        1,
+        d.body,
+    )
+
+
+def test_recover_resends_only_failed_deliveries_of_that_endpoint(client, two_accounts) -> None:
+    t = two_accounts
+    failed = deliver(client, t["a"], t["ep_a"], 1, "dead_lettered")
+    deliver(client, t["a"], t["ep_a"], 2, "delivered")
+    response = client.post(
+        f"/v1/endpoints/{t['ep_a']}/recover", json={"since": "-1h"}, headers=t["key_a"]
+    )
+    assert response.json() == {"queued": 1}
+    assert [d.delivery_id for d in sender(client).sent] == [failed.delivery_id]
+    other = client.post(
+        f"/v1/endpoints/{t['ep_b']}/recover", json={"since": "-1h"}, headers=t["key_a"]
+    )
+    assert_error(other, 404, "not_found")
+    bad = client.post(f"/v1/endpoints/{t['ep_a']}/recover", json={"since": 5}, headers=t["key_a"])
+    assert bad.status_code == 422
+
+
+def test_test_event_goes_to_that_endpoint_only(client, two_accounts) -> None:
+    t = two_accounts
+    response = client.post(
+        f"/v1/endpoints/{t['ep_a']}/test",
+        json={"event_type": "payment.completed"},
+        headers=t["key_a"],
+    )
+    assert response.status_code == 202
+    (sent,) = sender(client).sent
+    assert (sent.endpoint_id, sent.event_type, sent.account_id) == (
+        t["ep_a"],
+        "payment.completed",
+        t["a"],
+    )
+    assert response.json() == {"delivery_id": sent.delivery_id, "event_id": sent.event_id}
+    unknown = client.post(
+        f"/v1/endpoints/{t['ep_a']}/test", json={"event_type": "order.eaten"}, headers=t["key_a"]
+    )
+    assert_error(unknown, 422, "invalid_field", "event_type")
+
+
+def test_dead_letters_are_listed_and_redriven_per_account(client, two_accounts) -> None:
+    t = two_accounts
+    letters: InMemoryDeadLetters = backends(client).dead_letters
+    mine = deliver(client, t["a"], t["ep_a"], 1).replace(dead_letter_reason="8 attempts failed")
+    theirs = deliver(client, t["b"], t["ep_b"], 2)
+    letters.letters += [(mine, 1_000), (theirs, 2_000)]
+    listed = client.get("/v1/dead-letters", headers=t["key_a"]).json()["data"]
+    assert [(d["delivery_id"], d["reason"]) for d in listed] == [
+        (mine.delivery_id, "8 attempts failed")
+    ]
+    response = client.post("/v1/dead-letters/redrive", json={}, headers=t["key_a"])
+    assert response.json() == {"queued": 1}
+    assert [d.delivery_id for d in sender(client).sent] == [mine.delivery_id]
+    other = client.post(
+        "/v1/dead-letters/redrive", json={"endpoint_id": t["ep_b"]}, headers=t["key_a"]
+    )
+    assert_error(other, 404, "not_found")
+
+
+def test_stats_count_attempts_per_minute_by_outcome(client, two_accounts) -> None:
+    t = two_accounts
+    deliver(client, t["a"], t["ep_a"], 1, "retry", "delivered")
+    deliver(client, t["b"], t["ep_b"], 2, "dead_lettered")
+    minutes = client.get("/v1/stats/deliveries?hours=1", headers=t["key_a"]).json()["minutes"]
+    assert sum(m["retry"] for m in minutes) == 1
+    assert sum(m["delivered"] for m in minutes) == 1
+    assert sum(m["dead_lettered"] for m in minutes) == 0
+
+
+def test_every_route_needs_a_key(client) -> None:
+    for method, path in [
+        ("get", "/v1/deliveries"),
+        ("get", "/v1/deliveries/dlv_x"),
+        ("post", "/v1/deliveries/dlv_x/retry"),
+        ("get", "/v1/dead-letters"),
+        ("get", "/v1/stats/deliveries"),
+    ]:
+        assert_error(getattr(client, method)(path), 401, "unauthorized")
