@@ -13,6 +13,7 @@ from pipeline.api import accounts, deliveries, endpoints
 from pipeline.api.backends import Backends, kafka_backends
 from pipeline.api.context import ApiConfig
 from pipeline.api.errors import BodyLimit, ErrorBody, install_error_handlers
+from pipeline.api.metrics import install_metrics
 from pipeline.delivery.ssrf import SyncResolver
 from pipeline.settings import Settings
 
@@ -74,4 +75,5 @@ def create_api(
     app.include_router(endpoints.router)
     app.include_router(deliveries.router)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    install_metrics(app)
     return app
