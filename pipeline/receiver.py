@@ -9,7 +9,10 @@ During a secret rotation each signature header holds several space-separated sig
     event = verify(request.headers, request.body, "whsec_...")   # raises on any problem
 
 Only the Standard Webhooks scheme signs a timestamp, so only it protects against replays; when
-its headers are present :func:`verify` checks both schemes and the timestamp.
+its headers are present :func:`verify` checks both schemes and the timestamp. During a rotation
+``X-Velourcity-Signature`` is made with the newest secret only, so when ``webhook-signature``
+holds several signatures the Standard Webhooks check alone decides: a receiver still holding the
+old secret keeps verifying until the grace period ends.
 
     WebhookVerificationError
     ├── MissingHeader       no signature header, or an incomplete Standard Webhooks set
@@ -178,8 +181,9 @@ def verify(
 
     ``headers`` is looked up case-insensitively; ``raw_body`` must be the bytes as received.
     ``secret`` may be a list during a rotation: any of them may match. ``X-Velourcity-Signature``
-    is checked when present; the Standard Webhooks headers, when present, must all be there,
-    match, and carry a timestamp within ``tolerance`` seconds of ``now`` (default: the clock).
+    is checked when present (unless ``webhook-signature`` holds several signatures: a rotation,
+    see above); the Standard Webhooks headers, when present, must all be there, match, and carry
+    a timestamp within ``tolerance`` seconds of ``now`` (default: the clock).
     At least one scheme is required. Raises a :class:`WebhookVerificationError` subclass, or
     ``ValueError`` for an unusable secret (empty, or not ``whsec_`` + base64).
     """
@@ -194,7 +198,8 @@ def verify(
         raise MissingHeader(
             f"no signature header: expected {_VELOURCITY_HEADER} and/or webhook-signature"
         )
-    if velourcity is not None:
+    rotating = standard and len(lowered.get("webhook-signature", "").split()) > 1
+    if velourcity is not None and not rotating:
         _check_velourcity(velourcity, raw_body, secrets)
     if standard:
         clock = time.time() if now is None else now

@@ -22,6 +22,8 @@ from pipeline.api.schemas import (
     EndpointPage,
     EndpointSecret,
     EndpointUpdate,
+    SecretRotated,
+    SecretRotation,
 )
 from pipeline.endpoints import Endpoint, new_endpoint
 from pipeline.endpoints.model import check_description, check_event_types, check_url
@@ -150,3 +152,17 @@ async def enable_endpoint(endpoint_id: str, api: ApiDep, caller: CallerDep) -> E
 async def endpoint_secret(endpoint_id: str, api: ApiDep, caller: CallerDep) -> EndpointSecret:
     endpoint = _own(api, caller, endpoint_id)
     return EndpointSecret(id=endpoint.id, secret=endpoint.secret)
+
+
+@router.post(
+    "/{endpoint_id}/rotate-secret",
+    summary="Replace the signing secret; the old one keeps signing for a grace period",
+)
+async def rotate_secret(
+    endpoint_id: str, api: ApiDep, caller: CallerDep, body: SecretRotation | None = None
+) -> SecretRotated:
+    """During the grace period every webhook's `webhook-signature` carries a signature per
+    active secret, so partners can switch to the new one without rejecting any webhook."""
+    endpoint = _own(api, caller, endpoint_id)
+    grace = (body or SecretRotation()).grace_seconds
+    return SecretRotated.of(await _save(api, endpoint.rotate(grace)))

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.accounts import Account, ApiKey
 from pipeline.endpoints import Endpoint
-from pipeline.endpoints.model import MAX_DESCRIPTION
+from pipeline.endpoints.model import DEFAULT_GRACE_SECONDS, MAX_DESCRIPTION, MAX_GRACE_SECONDS
 
 
 class Request(BaseModel):
@@ -118,6 +118,30 @@ class EndpointCreated(EndpointOut):
 class EndpointSecret(BaseModel):
     id: str
     secret: str
+
+
+class SecretRotation(Request):
+    grace_seconds: int = Field(
+        default=DEFAULT_GRACE_SECONDS,
+        ge=0,
+        le=MAX_GRACE_SECONDS,
+        description="How long the replaced secret keeps signing beside the new one; 0: stop now.",
+    )
+
+
+class SecretRotated(BaseModel):
+    id: str
+    secret: str = Field(description="The new signing secret (whsec_...); it signs from now on.")
+    previous_secret_expires_at: datetime | None = Field(
+        description="When the replaced secret stops signing; null: it already has."
+    )
+
+    @classmethod
+    def of(cls, endpoint: Endpoint) -> SecretRotated:
+        """From the rotated endpoint: its newest previous secret is the one just replaced."""
+        previous = endpoint.previous_secrets[0][1] if endpoint.previous_secrets else None
+        expires = None if previous is None else _time(previous)
+        return cls(id=endpoint.id, secret=endpoint.secret, previous_secret_expires_at=expires)
 
 
 class EndpointPage(BaseModel):

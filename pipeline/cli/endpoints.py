@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Annotated
 
 import orjson
 import typer
 
 from pipeline.endpoints.model import (
+    DEFAULT_GRACE_SECONDS,
     Endpoint,
     check_description,
     check_event_types,
+    check_grace,
     check_secret,
     check_url,
     new_endpoint,
@@ -133,3 +137,48 @@ def delete(endpoint_id: Annotated[str, typer.Argument(help="ep_...")]) -> None:
     _existing(endpoint_id)
     EndpointWriter(load_settings()).delete(endpoint_id)
     typer.echo(f"deleted {endpoint_id}")
+
+
+_DURATION = re.compile(r"(\d+)([smhd]?)")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(text: str) -> int:
+    """``--grace`` as seconds: ``86400``, ``90s``, ``30m``, ``24h`` or ``7d``."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise typer.BadParameter(
+            "seconds, or a number with s/m/h/d, e.g. 24h", param_hint="--grace"
+        )
+    return int(match[1]) * _UNIT[match[2]]
+
+
+def _iso(ms: int) -> str:
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
+
+
+@app.command("rotate-secret")
+def rotate_secret(
+    endpoint_id: Annotated[str, typer.Argument(help="ep_...")],
+    grace: Annotated[
+        str,
+        typer.Option(
+            help="How long the old secret keeps signing: seconds, or 30m, 24h, 7d; 0: stop now."
+        ),
+    ] = str(DEFAULT_GRACE_SECONDS),
+    as_json: JsonOption = False,
+) -> None:
+    """Give an endpoint a new signing secret and print it; the old one signs beside it until
+    the grace period ends."""
+    seconds = check_grace(_seconds(grace))  # before any network call
+    rotated = EndpointWriter(load_settings()).put(_existing(endpoint_id).rotate(seconds))
+    expires = rotated.previous_secrets[0][1] if rotated.previous_secrets else None
+    when = None if expires is None else _iso(expires)
+    if as_json:
+        shown = {"id": rotated.id, "secret": rotated.secret, "previous_secret_expires_at": when}
+        typer.echo(orjson.dumps(shown).decode())
+        return
+    typer.echo(f"secret: {rotated.secret}")
+    typer.echo(f"the old secret signs until {when}" if when else "the old secret no longer signs")

@@ -81,7 +81,8 @@ class DeliveryHandler:
                 self._log(delivery, None, "dead_lettered", at=now_ms, error="endpoint_disabled"),
             ]
         body = delivery.body.encode()
-        headers = webhook_headers(delivery, body, [endpoint.secret], timestamp=now_ms // 1000)
+        secrets = endpoint.signing_secrets(now_ms)  # newest first
+        headers = webhook_headers(delivery, body, secrets, timestamp=now_ms // 1000)
         result = await self._sender.post(endpoint.url, body, headers)
         step = next_step(
             result, attempt=delivery.attempt, schedule=self._settings.retry_schedule, rng=self._rng

@@ -23,6 +23,10 @@ from pipeline.settings import Settings
 SECRET_PREFIX = "whsec_"  # noqa: S105  (a prefix, not a secret)
 MIN_SECRET_BYTES = 24
 MAX_DESCRIPTION = 500
+DEFAULT_GRACE_SECONDS = 86_400
+MAX_GRACE_SECONDS = 7 * 86_400
+MAX_PREVIOUS_SECRETS = 5
+"""Each one adds a signature to every webhook; a partner mid-rollout needs one or two."""
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
@@ -34,6 +38,10 @@ class Endpoint:
     event_types: tuple[str, ...] | None
     """The types it subscribes to; ``None`` means every type."""
     secret: str
+    """The newest secret: the only one behind ``X-Velourcity-Signature``."""
+    previous_secrets: tuple[tuple[str, int], ...] = ()
+    """``(secret, expires_at unix ms)`` of replaced secrets, newest first: each keeps signing
+    (in ``webhook-signature``) until it expires, so partners can switch without losing any."""
     enabled: bool = True
     disabled_reason: str | None = None
     description: str = ""
@@ -43,6 +51,25 @@ class Endpoint:
 
     def wants(self, event_type: str) -> bool:
         return self.enabled and (self.event_types is None or event_type in self.event_types)
+
+    def signing_secrets(self, now_ms: int) -> tuple[str, ...]:
+        """The secrets that sign a webhook sent at ``now_ms``: the current one, then the
+        previous ones not yet expired, newest first."""
+        return (self.secret, *(s for s, expires_at in self.previous_secrets if expires_at > now_ms))
+
+    def rotate(
+        self, grace_seconds: int = DEFAULT_GRACE_SECONDS, *, now_ms: int | None = None
+    ) -> Endpoint:
+        """A new current secret; the replaced one keeps signing for ``grace_seconds``.
+
+        Older secrets still in their grace keep it, but no longer than the new grace: rotating
+        with 0 (say, after a leak) leaves the new secret alone at once.
+        """
+        now = _now_ms() if now_ms is None else now_ms
+        until = now + check_grace(grace_seconds) * 1000
+        replaced = ((self.secret, until), *self.previous_secrets)
+        kept = tuple((s, min(e, until)) for s, e in replaced if min(e, until) > now)
+        return self.replace(secret=new_secret(), previous_secrets=kept[:MAX_PREVIOUS_SECRETS])
 
     def replace(self, **changes: Any) -> Endpoint:
         return dataclasses.replace(self, updated_at=_now_ms(), **changes)
@@ -55,6 +82,9 @@ class Endpoint:
         fields = orjson.loads(raw)
         types = fields.get("event_types")
         fields["event_types"] = tuple(types) if types is not None else None
+        # Records written before rotation existed have no previous_secrets.
+        previous = fields.get("previous_secrets") or ()
+        fields["previous_secrets"] = tuple((str(s), int(e)) for s, e in previous)
         return cls(**fields)
 
     def public(self) -> dict[str, Any]:
@@ -85,6 +115,12 @@ def check_secret(secret: str) -> str:
             f"the secret holds {len(key)} bytes; at least {MIN_SECRET_BYTES} random bytes needed"
         )
     return secret
+
+
+def check_grace(seconds: int) -> int:
+    if not 0 <= seconds <= MAX_GRACE_SECONDS:
+        raise InvalidEndpoint(f"the grace period is 0 to {MAX_GRACE_SECONDS} seconds (7 days)")
+    return seconds
 
 
 def check_event_types(types: Iterable[str] | None) -> tuple[str, ...] | None:

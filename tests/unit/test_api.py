@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -318,3 +320,73 @@ def test_a_write_the_broker_did_not_ack_is_a_503() -> None:
             "/v1/accounts", json={"name": "x"}, headers={"Authorization": "Bearer t"}
         )
     assert_error(response, 503, "unavailable")
+
+
+# Secret rotation -----------------------------------------------------------------------------
+
+
+def test_rotating_a_secret_answers_the_new_one_and_when_the_old_one_stops(
+    client: TestClient,
+) -> None:
+    _, key = new_account(client)
+    endpoint = new_endpoint(client, key)
+    path = f"/v1/endpoints/{endpoint['id']}"
+    before = time.time()
+    response = client.post(f"{path}/rotate-secret", json={"grace_seconds": 3600}, headers=key)
+    assert response.status_code == 200, response.text
+    rotated = response.json()
+    assert set(rotated) == {"id", "secret", "previous_secret_expires_at"}
+    assert rotated["id"] == endpoint["id"]
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != endpoint["secret"]
+    expires = rotated["previous_secret_expires_at"]
+    assert expires.endswith("Z")
+    at = datetime.fromisoformat(expires).timestamp()
+    assert before + 3600 - 1 <= at <= time.time() + 3600 + 1
+    shown = client.get(f"{path}/secret", headers=key).json()
+    assert shown == {"id": endpoint["id"], "secret": rotated["secret"]}
+
+
+def test_rotation_grace_defaults_to_a_day_and_zero_stops_the_old_secret_now() -> None:
+    with make_client(visible_after=0.2) as client:  # the answer waits for its own write
+        _, key = new_account(client)
+        path = f"/v1/endpoints/{new_endpoint(client, key)['id']}"
+        default = client.post(f"{path}/rotate-secret", headers=key).json()
+        at = datetime.fromisoformat(default["previous_secret_expires_at"]).timestamp()
+        assert abs(at - (time.time() + 86_400)) < 5
+        assert client.get(f"{path}/secret", headers=key).json()["secret"] == default["secret"]
+        now = client.post(f"{path}/rotate-secret", json={"grace_seconds": 0}, headers=key)
+        assert now.status_code == 200 and now.json()["previous_secret_expires_at"] is None
+
+
+def test_another_accounts_endpoint_cannot_be_rotated(client: TestClient) -> None:
+    _, mine = new_account(client, "mine")
+    _, theirs = new_account(client, "theirs")
+    endpoint = new_endpoint(client, mine)
+    path = f"/v1/endpoints/{endpoint['id']}/rotate-secret"
+    assert_error(client.post(path, headers=theirs), 404, "not_found")
+    assert_error(client.post("/v1/endpoints/ep_nope/rotate-secret", headers=mine), 404, "not_found")
+    secret = client.get(f"/v1/endpoints/{endpoint['id']}/secret", headers=mine).json()["secret"]
+    assert secret == endpoint["secret"]
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({"grace_seconds": -1}, "invalid_field", "grace_seconds"),
+        ({"grace_seconds": 7 * 86_400 + 1}, "invalid_field", "grace_seconds"),
+        ({"grace_seconds": "3600"}, "invalid_field", "grace_seconds"),
+        ({"grace_seconds": 1.5}, "invalid_field", "grace_seconds"),
+        ({"grace_seconds": True}, "invalid_field", "grace_seconds"),
+        ({"grace": 3600}, "unknown_field", "grace"),
+        ([3600], "invalid_body", None),
+    ],
+)
+def test_a_bad_grace_is_refused_naming_the_field(
+    client: TestClient, body: Any, code: str, field: str | None
+) -> None:
+    _, key = new_account(client)
+    endpoint = new_endpoint(client, key)
+    path = f"/v1/endpoints/{endpoint['id']}/rotate-secret"
+    assert_error(client.post(path, json=body, headers=key), 422, code, field)
+    secret = client.get(f"/v1/endpoints/{endpoint['id']}/secret", headers=key).json()["secret"]
+    assert secret == endpoint["secret"]

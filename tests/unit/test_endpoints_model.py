@@ -6,10 +6,13 @@ import base64
 import socket
 from typing import Any
 
+import orjson
 import pytest
 
 from pipeline.endpoints.model import (
     MAX_DESCRIPTION,
+    MAX_GRACE_SECONDS,
+    MAX_PREVIOUS_SECRETS,
     Endpoint,
     check_secret,
     new_endpoint,
@@ -243,3 +246,83 @@ def test_public_view_lists_event_types() -> None:
     assert shown["event_types"] == ["order.created"]
     assert shown["secret"].startswith("whsec_")
     assert make().public()["event_types"] is None
+
+
+# Secret rotation ------------------------------------------------------------------------------
+
+NOW_MS = 1_800_000_000_000
+
+
+def test_a_new_endpoint_signs_with_its_secret_alone() -> None:
+    endpoint = make()
+    assert endpoint.previous_secrets == ()
+    assert endpoint.signing_secrets(NOW_MS) == (endpoint.secret,)
+
+
+def test_rotation_keeps_the_old_secret_signing_until_the_grace_ends() -> None:
+    endpoint = make()
+    rotated = endpoint.rotate(3600, now_ms=NOW_MS)
+    assert rotated.secret != endpoint.secret and check_secret(rotated.secret)
+    assert rotated.previous_secrets == ((endpoint.secret, NOW_MS + 3_600_000),)
+    assert rotated.signing_secrets(NOW_MS) == (rotated.secret, endpoint.secret)
+    assert rotated.signing_secrets(NOW_MS + 3_599_999) == (rotated.secret, endpoint.secret)
+    assert rotated.signing_secrets(NOW_MS + 3_600_000) == (rotated.secret,)
+    assert (rotated.id, rotated.url, rotated.created_at) == (
+        endpoint.id,
+        endpoint.url,
+        endpoint.created_at,
+    )
+
+
+def test_secrets_sign_newest_first_and_the_default_grace_is_a_day() -> None:
+    first = make()
+    second = first.rotate(now_ms=NOW_MS)
+    third = second.rotate(now_ms=NOW_MS + 1000)
+    assert third.previous_secrets == (
+        (second.secret, NOW_MS + 1000 + 86_400_000),
+        (first.secret, NOW_MS + 86_400_000),
+    )
+    assert third.signing_secrets(NOW_MS + 2000) == (third.secret, second.secret, first.secret)
+    assert third.signing_secrets(NOW_MS + 86_400_000) == (third.secret, second.secret)
+
+
+def test_rotating_with_no_grace_stops_every_old_secret_at_once() -> None:
+    rotated = make().rotate(86_400, now_ms=NOW_MS).rotate(0, now_ms=NOW_MS + 1000)
+    assert rotated.previous_secrets == ()
+    assert rotated.signing_secrets(NOW_MS + 1000) == (rotated.secret,)
+
+
+def test_a_shorter_grace_caps_older_secrets_too() -> None:
+    first = make()
+    rotated = first.rotate(86_400, now_ms=NOW_MS).rotate(60, now_ms=NOW_MS)
+    assert [expires for _, expires in rotated.previous_secrets] == [NOW_MS + 60_000] * 2
+
+
+def test_expired_secrets_are_dropped_and_few_are_kept() -> None:
+    endpoint = make().rotate(60, now_ms=NOW_MS).rotate(60, now_ms=NOW_MS + 120_000)
+    assert len(endpoint.previous_secrets) == 1  # the first one had expired
+    for n in range(MAX_PREVIOUS_SECRETS + 3):
+        endpoint = endpoint.rotate(3600, now_ms=NOW_MS + n)
+    assert len(endpoint.previous_secrets) == MAX_PREVIOUS_SECRETS
+
+
+@pytest.mark.parametrize("grace", [-1, MAX_GRACE_SECONDS + 1])
+def test_a_grace_out_of_range_is_refused(grace: int) -> None:
+    with pytest.raises(InvalidEndpoint, match="grace"):
+        make().rotate(grace)
+
+
+def test_json_round_trip_of_a_rotated_endpoint() -> None:
+    rotated = make().rotate(3600)
+    again = Endpoint.from_json(rotated.to_json())
+    assert again == rotated
+    assert again.signing_secrets(NOW_MS) == rotated.signing_secrets(NOW_MS)
+
+
+def test_json_written_before_rotation_existed_still_reads() -> None:
+    endpoint = make()
+    old_record = orjson.loads(endpoint.to_json())
+    del old_record["previous_secrets"]
+    again = Endpoint.from_json(orjson.dumps(old_record))
+    assert again == endpoint
+    assert again.signing_secrets(NOW_MS) == (endpoint.secret,)
