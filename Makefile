@@ -20,6 +20,17 @@ $(BIN)/.installed: pyproject.toml
 .PHONY: install
 install: $(BIN)/.installed ## Create .venv/ with the project (editable) and its dev tools
 
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: browser
+browser: ## Install Debian's chromium for the browser tests (needs root; Playwright drives it)
+	@if [ -x $(CHROMIUM) ]; then echo "$(CHROMIUM) is installed"; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "$(CHROMIUM) is missing: as root, run 'apt-get update && apt-get install -y --no-install-recommends chromium' (or 'sudo make browser')"; exit 1; \
+	else \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	fi
+
 .PHONY: kafka
 kafka: install ## Start the local Kafka broker on 127.0.0.1:9092 (fetches it once from Maven Central)
 	scripts/kafka.sh up
@@ -45,8 +56,8 @@ worker: topics ## Run one worker against the local broker (start more to scale o
 	$(BIN)/velourcity worker
 
 .PHONY: test
-test: install ## Run every test (starts the local broker when none is configured)
-	$(BIN)/pytest
+test: install browser ## Run every test, browser tests included (starts the local broker when none is configured)
+	VELOURCITY_REQUIRE_BROWSER=1 $(BIN)/pytest
 
 .PHONY: test-unit
 test-unit: install ## Run the fast tests that need no broker
