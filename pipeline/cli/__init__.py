@@ -7,6 +7,7 @@ import sys
 import typer
 
 from pipeline.cli import deliveries, dlq, endpoints, events, topics
+from pipeline.cli.listen import listen
 from pipeline.cli.receiver import receiver
 from pipeline.demo import demo
 from pipeline.exceptions import VelourcityError
@@ -24,6 +25,7 @@ app.add_typer(deliveries.app, name="deliveries")
 app.add_typer(dlq.app, name="dlq")
 app.command("trigger")(events.trigger)
 app.command("receiver")(receiver)
+app.command("listen")(listen)
 app.command("demo")(demo)
 
 

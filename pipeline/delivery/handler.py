@@ -74,6 +74,8 @@ class DeliveryHandler:
         now_ms = int(self._clock() * 1000)
         if endpoint is None:
             return [self._log(delivery, None, "endpoint_deleted", at=now_ms)]
+        if endpoint.listen:
+            return []  # a `velourcity listen` session forwards it: nothing to send from here
         if not endpoint.enabled:
             reason = f"endpoint disabled: {endpoint.disabled_reason or 'by its owner'}"
             return [

@@ -45,6 +45,9 @@ class Endpoint:
     enabled: bool = True
     disabled_reason: str | None = None
     description: str = ""
+    listen: bool = False
+    """A ``velourcity listen`` session's endpoint: workers never POST to it; the session reads
+    its deliveries from Kafka and forwards them to ``url``, a URL on the developer's machine."""
     created_at: int
     """Unix milliseconds."""
     updated_at: int
@@ -79,7 +82,10 @@ class Endpoint:
 
     @classmethod
     def from_json(cls, raw: bytes) -> Endpoint:
-        fields = orjson.loads(raw)
+        # Fields this version does not know (written by a newer one) are left out, so a rolling
+        # upgrade never makes an endpoint unreadable.
+        known = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in orjson.loads(raw).items() if k in known}
         types = fields.get("event_types")
         fields["event_types"] = tuple(types) if types is not None else None
         # Records written before rotation existed have no previous_secrets.
@@ -168,13 +174,18 @@ def new_endpoint(
     secret: str | None = None,
     description: str = "",
     resolver: SyncResolver | None = None,
+    listen: bool = False,
 ) -> Endpoint:
-    """A validated new endpoint; raises :class:`InvalidEndpoint` naming the bad field."""
+    """A validated new endpoint; raises :class:`InvalidEndpoint` naming the bad field.
+
+    A ``listen`` endpoint's URL is only shown: no worker sends to it, so it is not checked
+    against the SSRF guard (it is usually ``http://localhost:...``)."""
     now = _now_ms()
     return Endpoint(
         id=f"ep_{ulid()}",
         account_id=check_account(account_id),
-        url=check_url(url, settings, resolver),
+        url=url if listen else check_url(url, settings, resolver),
+        listen=listen,
         event_types=check_event_types(event_types),
         secret=check_secret(secret) if secret is not None else new_secret(),
         description=check_description(description),
