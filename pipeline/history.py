@@ -23,6 +23,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from pipeline.delivery.record import Attempt, Delivery
+from pipeline.kafka_retry import retrying
 from pipeline.settings import Settings
 from pipeline.topics import ATTEMPTS, DELIVERIES
 
@@ -273,7 +274,9 @@ class HistoryFollower:
         try:
             start = int(time.time() * 1000) - self._retention_ms
             wanted = list(self._partitions(consumer, start))
-            offsets = consumer.offsets_for_times(wanted, timeout=30)
+            offsets = retrying(
+                lambda: consumer.offsets_for_times(wanted, timeout=30), what="history offsets"
+            )
             consumer.assign(offsets)
             pending = {(tp.topic, tp.partition) for tp in offsets}
             last_prune = time.monotonic()

@@ -24,6 +24,7 @@ from pipeline.delivery.record import Delivery
 from pipeline.delivery.signing import webhook_headers
 from pipeline.endpoints import Endpoint, EndpointWriter, new_endpoint
 from pipeline.endpoints.store import load_endpoints
+from pipeline.kafka_retry import retrying
 from pipeline.settings import Settings, load_settings
 from pipeline.topics import DELIVERIES
 
@@ -108,7 +109,10 @@ def _deliveries(settings: Settings, endpoint_id: str, since_ms: int) -> Iterator
     try:
         partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
         start = [TopicPartition(topic, p, since_ms) for p in partitions]
-        consumer.assign(consumer.offsets_for_times(start, timeout=30))
+        offsets = retrying(
+            lambda: consumer.offsets_for_times(start, timeout=30), what="listen offsets"
+        )
+        consumer.assign(offsets)
         while True:
             message = consumer.poll(0.5)
             if message is None:

@@ -19,6 +19,7 @@ from pipeline.events import decode, default_registry
 from pipeline.events.registry import SchemaRegistry, load_schema_file
 from pipeline.events.samples import sample_event
 from pipeline.exceptions import CorruptPayload, InvalidEvent, MissingHeader, UnknownFingerprint
+from pipeline.kafka_retry import retrying
 from pipeline.publisher import Publisher
 
 pytestmark = pytest.mark.kafka
@@ -34,7 +35,10 @@ def _high_watermarks(bootstrap: str, topic: str) -> int:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "watermarks"})
     try:
         return sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            retrying(
+                lambda p=p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1],
+                what="watermarks",
+            )
             for p in partitions
         )
     finally:
