@@ -40,6 +40,13 @@ DEFERRED = Counter(
     "velourcity_deferred",
     "Deliveries deferred to the first retry tier because their endpoint had its full share.",
 )
+BREAKER_SKIPS = Counter(
+    "velourcity_breaker_skips",
+    "Deliveries not attempted because their endpoint's circuit breaker was open.",
+)
+BREAKERS_OPEN = Gauge(
+    "velourcity_breakers_open", "Endpoints whose circuit breaker is open or half-open here."
+)
 QUARANTINED = Counter(
     "velourcity_quarantined", "Input records set aside as undecodable or invalid.", ["reason"]
 )

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     endpoint_max_queued: int = Field(default=100, ge=0)
     """An endpoint's deliveries a worker holds waiting for its turn; past that they are
     deferred to the first retry tier (no attempt used)."""
+    breaker_failures: int = Field(default=10, ge=1)
+    """Failed attempts in a row that open an endpoint's circuit breaker."""
+    breaker_cooldown: float = Field(default=30.0, gt=0)
+    """Seconds an open breaker waits before it lets one probe through."""
     allowed_networks: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
     """CIDRs exempt from the SSRF guard, where plain http is accepted too (dev and tests)."""
     require_https: bool = True

@@ -15,6 +15,7 @@ from pipeline.settings import Settings
 
 ENDPOINTS = "velourcity.endpoints"
 ACCOUNTS = "velourcity.accounts"
+ENDPOINT_HEALTH = "velourcity.endpoint-health"
 DELIVERIES = "velourcity.deliveries"
 ATTEMPTS = "velourcity.attempts"
 DEAD_LETTERS = "velourcity.dead-letters"
@@ -51,6 +52,11 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         ),
         TopicSpec(name=t(DELIVERIES), partitions=settings.delivery_partitions, config=history),
         TopicSpec(name=t(ATTEMPTS), partitions=settings.delivery_partitions, config=history),
+        TopicSpec(
+            name=t(ENDPOINT_HEALTH),
+            partitions=settings.internal_partitions,
+            config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+        ),
         TopicSpec(name=t(DEAD_LETTERS), partitions=settings.internal_partitions),
         TopicSpec(name=t(QUARANTINE), partitions=settings.internal_partitions),
     ]

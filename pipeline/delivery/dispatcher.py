@@ -23,23 +23,34 @@ drives its own aiokafka consumer, because it needs three things a Faust agent do
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from collections import Counter
 from typing import Any
 
+import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 from mode import Service
 
+from pipeline.delivery.breaker import Breakers, Change
 from pipeline.delivery.handler import DeliveryHandler, Output
 from pipeline.delivery.offsets import OffsetTracker
 from pipeline.delivery.record import Delivery
 from pipeline.fanout import quarantine
-from pipeline.observability import CONSUMER_LAG, DEFERRED, QUARANTINED
+from pipeline.observability import (
+    BREAKER_SKIPS,
+    BREAKERS_OPEN,
+    CONSUMER_LAG,
+    DEFERRED,
+    QUARANTINED,
+)
 from pipeline.settings import Settings
-from pipeline.topics import DELIVERIES, retry_topic_name
+from pipeline.topics import DELIVERIES, ENDPOINT_HEALTH, retry_topic_name
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +85,13 @@ class Dispatcher(Service):
         self._owned: set[TopicPartition] = set()
         self._jobs: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         self._resume_at: dict[TopicPartition, asyncio.TimerHandle] = {}
+        self._breakers = Breakers(
+            failures=settings.breaker_failures,
+            cooldown=settings.breaker_cooldown,
+            on_change=self._breaker_changed,
+        )
+        self._worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self._background: set[asyncio.Future[Any]] = set()
         self._last_commit = 0.0
         self._halting = False
         self._drain_seconds = settings.http_timeout + 5
@@ -100,6 +118,10 @@ class Dispatcher(Service):
             session_timeout_ms=int(settings.session_timeout * 1000),
             heartbeat_interval_ms=int(settings.session_timeout * 250),
             max_poll_records=POLL_RECORDS,
+            # Partition p of every sender topic goes to the same worker (all have the same
+            # partition count, and a delivery's key is its endpoint id): one worker handles an
+            # endpoint's first tries and retries alike, so its breaker sees every attempt.
+            partition_assignment_strategy=(RangePartitionAssignor,),
         )
         await self._producer.start()
         self._consumer.subscribe(self._topics, listener=_Rebalance(self))
@@ -161,6 +183,10 @@ class Dispatcher(Service):
             DEFERRED.inc()
             deferred = self._handler.defer(delivery)
             job = self._finish(tp, record.offset, None, self._outputs_of(deferred))
+        elif not self._breakers.allow(delivery.endpoint_id):
+            BREAKER_SKIPS.inc()
+            skipped = self._handler.defer(delivery, next_tier=True)
+            job = self._finish(tp, record.offset, None, self._outputs_of(skipped))
         else:
             self._per_endpoint[delivery.endpoint_id] += 1
             job = self._finish(tp, record.offset, delivery.endpoint_id, self._attempt(delivery))
@@ -185,14 +211,47 @@ class Dispatcher(Service):
     # One record's job --------------------------------------------------------------------
 
     async def _attempt(self, delivery: Delivery) -> list[Output]:
+        endpoint_id = delivery.endpoint_id
         limit = self._settings.endpoint_max_in_flight
-        turn = self._turns.setdefault(delivery.endpoint_id, asyncio.Semaphore(limit))
+        turn = self._turns.setdefault(endpoint_id, asyncio.Semaphore(limit))
         try:
-            async with turn, self._requests:
-                return await self._handler.handle(delivery)
+            async with turn:
+                if self._breakers.state(endpoint_id) == "open":  # opened while this one queued
+                    BREAKER_SKIPS.inc()
+                    return self._handler.defer(delivery, next_tier=True)
+                async with self._requests:
+                    outputs, result = await self._handler.attempt(delivery)
         except Exception as exc:  # a bug must not lose the delivery: it goes to a retry tier
             log.exception("delivery handling failed", delivery_id=delivery.delivery_id)
+            self._breakers.forget(endpoint_id)
             return self._handler.on_error(delivery, exc)
+        if result is None:
+            self._breakers.forget(endpoint_id)
+        else:
+            self._breakers.record(endpoint_id, result.ok)
+        return outputs
+
+    def _breaker_changed(self, change: Change) -> None:
+        """Log it, count it, and publish it to the endpoint-health topic (the API shows it)."""
+        BREAKERS_OPEN.set(self._breakers.open_count())
+        log.warning(
+            "endpoint breaker " + change.state.replace("_", "-"),
+            endpoint_id=change.endpoint_id,
+            failures=change.failures,
+        )
+        if self._producer is None:
+            return
+        health = {
+            "endpoint_id": change.endpoint_id,
+            "breaker": change.state,
+            "consecutive_failures": change.failures,
+            "since": int(change.at * 1000),
+            "worker": self._worker_id,
+        }
+        topic, key = self._settings.topic(ENDPOINT_HEALTH), change.endpoint_id.encode()
+        task = asyncio.ensure_future(self._producer.send(topic, orjson.dumps(health), key=key))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     @staticmethod
     async def _outputs_of(outputs: list[Output]) -> list[Output]:

@@ -70,18 +70,23 @@ class DeliveryHandler:
         self._rng = rng or random.Random()
 
     async def handle(self, delivery: Delivery) -> list[Output]:
+        outputs, _result = await self.attempt(delivery)
+        return outputs
+
+    async def attempt(self, delivery: Delivery) -> tuple[list[Output], AttemptResult | None]:
+        """The records to produce, and the HTTP result when a request was made."""
         endpoint = self._endpoints.get(delivery.endpoint_id)
         now_ms = int(self._clock() * 1000)
         if endpoint is None:
-            return [self._log(delivery, None, "endpoint_deleted", at=now_ms)]
+            return [self._log(delivery, None, "endpoint_deleted", at=now_ms)], None
         if endpoint.listen:
-            return []  # a `velourcity listen` session forwards it: nothing to send from here
+            return [], None  # a `velourcity listen` session forwards it: nothing to send here
         if not endpoint.enabled:
             reason = f"endpoint disabled: {endpoint.disabled_reason or 'by its owner'}"
             return [
                 self._dead_letter(delivery, reason),
                 self._log(delivery, None, "dead_lettered", at=now_ms, error="endpoint_disabled"),
-            ]
+            ], None
         body = delivery.body.encode()
         secrets = endpoint.signing_secrets(now_ms)  # newest first
         headers = webhook_headers(delivery, body, secrets, timestamp=now_ms // 1000)
@@ -89,13 +94,20 @@ class DeliveryHandler:
         step = next_step(
             result, attempt=delivery.attempt, schedule=self._settings.retry_schedule, rng=self._rng
         )
-        return self._outputs(delivery, endpoint, result, step, now_ms)
+        return self._outputs(delivery, endpoint, result, step, now_ms), result
 
-    def defer(self, delivery: Delivery) -> list[Output]:
-        """The endpoint already holds its share of this worker's requests: send the delivery
-        to the first retry tier with the same attempt number (no request was made), so it
-        neither waits in memory nor holds up other endpoints' deliveries."""
-        tier = self._first_tier()
+    def defer(self, delivery: Delivery, *, next_tier: bool = False) -> list[Output]:
+        """Send the delivery to a retry tier with the same attempt number (no request was made).
+
+        The endpoint already holds its share of this worker's requests: the first tier, so it
+        neither waits in memory nor holds up other endpoints' deliveries. Its breaker is open
+        (``next_tier``): the tier its attempt number would go to after a failure."""
+        schedule = self._settings.retry_schedule
+        tier = (
+            schedule[min(delivery.attempt, len(schedule)) - 1]
+            if next_tier and schedule
+            else self._first_tier()
+        )
         retry = delivery.replace(not_before=int((self._clock() + tier) * 1000))
         return [Output(retry_topic_name(self._settings, tier), _key(delivery), retry.to_bytes())]
 
