@@ -11,12 +11,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pipeline.accounts import Account, AccountCache, AccountWriter
 from pipeline.deadletters import read_dead_letters, send_again
 from pipeline.delivery.record import Delivery
 from pipeline.endpoints import Endpoint, EndpointCache, EndpointWriter
+from pipeline.health import HealthCache
 from pipeline.history import DeliveryHistory, HistoryFollower
 from pipeline.settings import Settings
 
@@ -41,6 +42,10 @@ class AccountReader(Protocol):
 
 class AccountSink(Protocol):
     def put(self, account: Account) -> Account: ...
+
+
+class HealthReader(Protocol):
+    def get(self, endpoint_id: str) -> dict[str, Any] | None: ...
 
 
 class DeliverySender(Protocol):
@@ -89,6 +94,7 @@ class Backends:
     history: DeliveryHistory
     delivery_sender: DeliverySender
     dead_letters: DeadLetterReader
+    health: HealthReader
 
 
 @asynccontextmanager
@@ -97,12 +103,14 @@ async def kafka_backends(
 ) -> AsyncIterator[Backends]:
     """The Kafka-backed backends, with both caches loaded before the API takes requests."""
     endpoints, accounts = EndpointCache(settings).start(), AccountCache(settings).start()
+    health = HealthCache(settings).start()
     retention = settings.history_retention_days * 86_400
     history = DeliveryHistory(retention_seconds=retention)
     follower = HistoryFollower(settings, history, retention).start()
     try:
         await endpoints.wait_ready_async(ready_seconds)
         await accounts.wait_ready_async(ready_seconds)
+        await health.wait_ready_async(ready_seconds)
         await asyncio.to_thread(follower.wait_ready, ready_seconds)
         yield Backends(
             endpoints=endpoints,
@@ -112,10 +120,12 @@ async def kafka_backends(
             history=history,
             delivery_sender=KafkaDeliverySender(settings),
             dead_letters=KafkaDeadLetters(settings),
+            health=health,
         )
     finally:
         endpoints.stop()
         accounts.stop()
+        health.stop()
         follower.stop()
 
 

@@ -146,6 +146,15 @@ class Redrive(Request):
     since: str | None = Field(default=None, examples=["-1d"])
 
 
+class Health(BaseModel):
+    endpoint_id: str
+    breaker: Literal["closed", "open", "half_open"] = Field(
+        description="The circuit breaker as the worker sending to it last reported"
+    )
+    consecutive_failures: int
+    since: datetime | None = Field(description="When the breaker entered this state")
+
+
 class Minute(BaseModel):
     """Attempts in one minute, by outcome."""
 
@@ -274,6 +283,19 @@ async def send_test(endpoint_id: str, body: TestEvent, api: ApiDep, caller: Call
     )
     await _send(api, [delivery])
     return TestSent(delivery_id=delivery.delivery_id, event_id=delivery.event_id)
+
+
+@router.get("/v1/endpoints/{endpoint_id}/health", summary="The endpoint's circuit breaker")
+async def endpoint_health(endpoint_id: str, api: ApiDep, caller: CallerDep) -> Health:
+    _own(api, caller, endpoint_id)
+    record = api.backends.health.get(endpoint_id) or {}
+    since = record.get("since")
+    return Health(
+        endpoint_id=endpoint_id,
+        breaker=record.get("breaker", "closed"),
+        consecutive_failures=record.get("consecutive_failures", 0),
+        since=_time(since) if isinstance(since, int) else None,
+    )
 
 
 @router.get("/v1/dead-letters", summary="Deliveries that used up every attempt")

@@ -13,6 +13,7 @@ from pipeline.accounts import Account, AccountIndex
 from pipeline.api.backends import Backends
 from pipeline.delivery.record import Delivery
 from pipeline.endpoints import Endpoint
+from pipeline.health import HealthIndex
 from pipeline.history import DeliveryHistory
 
 
@@ -101,4 +102,5 @@ def in_memory_backends(visible_after: float = 0.0) -> Backends:
         history=DeliveryHistory(retention_seconds=30 * 86_400),
         delivery_sender=RecordingSender(),
         dead_letters=InMemoryDeadLetters(),
+        health=HealthIndex(),
     )

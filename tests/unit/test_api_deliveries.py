@@ -215,3 +215,16 @@ def test_every_route_needs_a_key(client) -> None:
         ("get", "/v1/stats/deliveries"),
     ]:
         assert_error(getattr(client, method)(path), 401, "unauthorized")
+
+
+def test_endpoint_health_shows_the_breaker_reported_by_the_workers(client, two_accounts) -> None:
+    t = two_accounts
+    path = f"/v1/endpoints/{t['ep_a']}/health"
+    assert client.get(path, headers=t["key_a"]).json()["breaker"] == "closed"
+    backends(client).health.apply(
+        t["ep_a"], b'{"breaker": "open", "consecutive_failures": 10, "since": 1795000000000}'
+    )
+    health = client.get(path, headers=t["key_a"]).json()
+    assert (health["breaker"], health["consecutive_failures"]) == ("open", 10)
+    assert health["since"].startswith("2026-")
+    assert_error(client.get(path, headers=t["key_b"]), 404, "not_found")
