@@ -13,10 +13,23 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import structlog
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+
+# librdkafka does not flag these as retriable on every call (offsets-for-times among them),
+# though each says "the cluster is settling; ask again".
+_SETTLING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    }
+)
 
 
 def retrying(call: Callable[[], T], *, what: str, seconds: float = 60.0) -> T:
@@ -28,7 +41,9 @@ def retrying(call: Callable[[], T], *, what: str, seconds: float = 60.0) -> T:
             return call()
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
-            retriable = getattr(error, "retriable", lambda: False)()
+            retriable = isinstance(error, KafkaError) and (
+                error.retriable() or error.code() in _SETTLING
+            )
             if not retriable or time.monotonic() + pause > deadline:
                 raise
             log.info("broker not ready; retrying", what=what, error=str(error))
