@@ -79,6 +79,7 @@ async def create_endpoint(body: EndpointCreate, api: ApiDep, caller: CallerDep) 
         event_types=types,
         description=description,
         resolver=resolver,
+        rate_limit=body.rate_limit,
     )
     return EndpointCreated.of(await _save(api, endpoint))
 
@@ -122,6 +123,8 @@ async def update_endpoint(
         changes["event_types"] = _types(body.event_types)
     if body.description is not None:
         changes["description"] = _checked("description", check_description, body.description)
+    if "rate_limit" in body.model_fields_set:
+        changes["rate_limit"] = body.rate_limit  # null lifts the limit
     if not changes:
         return EndpointOut.of(endpoint)
     return EndpointOut.of(await _save(api, endpoint.replace(**changes)))

@@ -9,7 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.accounts import Account, ApiKey
 from pipeline.endpoints import Endpoint
-from pipeline.endpoints.model import DEFAULT_GRACE_SECONDS, MAX_DESCRIPTION, MAX_GRACE_SECONDS
+from pipeline.endpoints.model import (
+    DEFAULT_GRACE_SECONDS,
+    MAX_DESCRIPTION,
+    MAX_GRACE_SECONDS,
+    MAX_RATE_LIMIT,
+)
 
 
 class Request(BaseModel):
@@ -65,10 +70,20 @@ _EVENT_TYPES = Field(
 )
 
 
+_RATE_LIMIT = Field(
+    default=None,
+    gt=0,
+    le=MAX_RATE_LIMIT,
+    description="Attempts per second at most, across all workers; null: no limit.",
+    examples=[50],
+)
+
+
 class EndpointCreate(Request):
     url: str = Field(max_length=2048, examples=["https://partner.example/webhooks"])
     event_types: EventTypes = _EVENT_TYPES
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
+    rate_limit: float | None = _RATE_LIMIT
 
 
 class EndpointUpdate(Request):
@@ -77,6 +92,7 @@ class EndpointUpdate(Request):
     url: str | None = Field(default=None, max_length=2048)
     event_types: EventTypes = _EVENT_TYPES
     description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
+    rate_limit: float | None = _RATE_LIMIT
 
 
 class EndpointOut(BaseModel):
@@ -86,6 +102,7 @@ class EndpointOut(BaseModel):
     description: str
     enabled: bool
     disabled_reason: str | None
+    rate_limit: float | None
     created_at: datetime
     updated_at: datetime
 
@@ -98,6 +115,7 @@ class EndpointOut(BaseModel):
             "description": endpoint.description,
             "enabled": endpoint.enabled,
             "disabled_reason": endpoint.disabled_reason,
+            "rate_limit": endpoint.rate_limit,
             "created_at": _time(endpoint.created_at),
             "updated_at": _time(endpoint.updated_at),
         }

@@ -15,6 +15,7 @@ from pipeline.endpoints.model import (
     check_description,
     check_event_types,
     check_grace,
+    check_rate_limit,
     check_secret,
     check_url,
     new_endpoint,
@@ -30,6 +31,10 @@ EventsOption = Annotated[
     typer.Option("--events", help="Comma-separated event types (default: all)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+RateOption = Annotated[
+    float | None,
+    typer.Option("--rate-limit", help="Attempts per second at most (update: 0 lifts it)."),
+]
 
 
 def _split(events: str | None) -> list[str] | None:
@@ -61,6 +66,7 @@ def create(
     events: EventsOption = None,
     secret: Annotated[str | None, typer.Option(help="whsec_... (default: generated).")] = None,
     description: Annotated[str, typer.Option(help="Free text.")] = "",
+    rate_limit: RateOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Register an endpoint; prints it with its id and signing secret."""
@@ -72,6 +78,7 @@ def create(
         event_types=_split(events),
         secret=secret,
         description=description,
+        rate_limit=rate_limit,
     )
     _show(EndpointWriter(settings).put(endpoint), as_json)
     if not as_json:
@@ -96,9 +103,10 @@ def update(
     events: EventsOption = None,
     secret: Annotated[str | None, typer.Option(help="New secret (whsec_...).")] = None,
     description: Annotated[str | None, typer.Option(help="New description.")] = None,
+    rate_limit: RateOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change an endpoint's URL, event types, secret or description."""
+    """Change an endpoint's URL, event types, secret, description or rate limit."""
     settings = load_settings()
     endpoint = _existing(endpoint_id)
     changes: dict[str, object] = {}
@@ -110,6 +118,8 @@ def update(
         changes["secret"] = check_secret(secret)
     if description is not None:
         changes["description"] = check_description(description)
+    if rate_limit is not None:
+        changes["rate_limit"] = check_rate_limit(rate_limit or None)
     _show(EndpointWriter(settings).put(endpoint.replace(**changes)), as_json)
 
 

@@ -13,6 +13,8 @@ drives its own aiokafka consumer, because it needs three things a Faust agent do
   partition and seeks back to it; the partition resumes when the record is due. Records of a
   fixed-delay tier arrive in due order (up to jitter), so the head record is the next due.
   Nothing waits in memory, so a crash while waiting loses nothing.
+* **Rate limits.** An endpoint's ``rate_limit`` spaces its attempts (see
+  :mod:`pipeline.delivery.ratelimit` for why one worker's limiter holds for all of them).
 * **Bulkheads.** A worker makes at most ``sender_concurrency`` requests at once; one endpoint
   has at most ``endpoint_max_in_flight`` of them, and at most ``endpoint_max_queued`` more of
   its deliveries wait in memory for their turn; past that, its deliveries are deferred to the
@@ -40,6 +42,7 @@ from mode import Service
 from pipeline.delivery.breaker import Breakers, Change
 from pipeline.delivery.handler import DeliveryHandler, Output
 from pipeline.delivery.offsets import OffsetTracker
+from pipeline.delivery.ratelimit import RateLimiter
 from pipeline.delivery.record import Delivery
 from pipeline.fanout import quarantine
 from pipeline.observability import (
@@ -90,6 +93,7 @@ class Dispatcher(Service):
             cooldown=settings.breaker_cooldown,
             on_change=self._breaker_changed,
         )
+        self._limiter = RateLimiter()
         self._worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._background: set[asyncio.Future[Any]] = set()
         self._last_commit = 0.0
@@ -219,6 +223,9 @@ class Dispatcher(Service):
                 if self._breakers.state(endpoint_id) == "open":  # opened while this one queued
                     BREAKER_SKIPS.inc()
                     return self._handler.defer(delivery, next_tier=True)
+                endpoint = self._handler.endpoint(endpoint_id)
+                if endpoint is not None and endpoint.rate_limit:
+                    await self._limiter.wait(endpoint_id, endpoint.rate_limit)
                 async with self._requests:
                     outputs, result = await self._handler.attempt(delivery)
         except Exception as exc:  # a bug must not lose the delivery: it goes to a retry tier

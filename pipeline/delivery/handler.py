@@ -69,6 +69,9 @@ class DeliveryHandler:
         self._clock = clock
         self._rng = rng or random.Random()
 
+    def endpoint(self, endpoint_id: str) -> Endpoint | None:
+        return self._endpoints.get(endpoint_id)
+
     async def handle(self, delivery: Delivery) -> list[Output]:
         outputs, _result = await self.attempt(delivery)
         return outputs

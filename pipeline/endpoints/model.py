@@ -45,6 +45,8 @@ class Endpoint:
     enabled: bool = True
     disabled_reason: str | None = None
     description: str = ""
+    rate_limit: float | None = None
+    """Attempts per second at most, all workers together (None: no limit of its own)."""
     listen: bool = False
     """A ``velourcity listen`` session's endpoint: workers never POST to it; the session reads
     its deliveries from Kafka and forwards them to ``url``, a URL on the developer's machine."""
@@ -159,6 +161,17 @@ def check_account(account_id: str) -> str:
     return account_id
 
 
+MAX_RATE_LIMIT = 10_000.0
+
+
+def check_rate_limit(rate: float | None) -> float | None:
+    if rate is not None and not 0 < rate <= MAX_RATE_LIMIT:
+        raise InvalidEndpoint(
+            f"a rate limit is more than 0 and at most {MAX_RATE_LIMIT:g} per second"
+        )
+    return rate
+
+
 def check_description(description: str) -> str:
     if len(description) > MAX_DESCRIPTION:
         raise InvalidEndpoint(f"a description holds at most {MAX_DESCRIPTION} characters")
@@ -175,6 +188,7 @@ def new_endpoint(
     description: str = "",
     resolver: SyncResolver | None = None,
     listen: bool = False,
+    rate_limit: float | None = None,
 ) -> Endpoint:
     """A validated new endpoint; raises :class:`InvalidEndpoint` naming the bad field.
 
@@ -186,6 +200,7 @@ def new_endpoint(
         account_id=check_account(account_id),
         url=url if listen else check_url(url, settings, resolver),
         listen=listen,
+        rate_limit=check_rate_limit(rate_limit),
         event_types=check_event_types(event_types),
         secret=check_secret(secret) if secret is not None else new_secret(),
         description=check_description(description),
