@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     """Failed attempts in a row that open an endpoint's circuit breaker."""
     breaker_cooldown: float = Field(default=30.0, gt=0)
     """Seconds an open breaker waits before it lets one probe through."""
+    auto_disable_days: float = Field(default=5.0, gt=0)
+    """An endpoint failing this long without one success is disabled (``endpoint.disabled``)."""
     allowed_networks: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
     """CIDRs exempt from the SSRF guard, where plain http is accepted too (dev and tests)."""
     require_https: bool = True

@@ -32,6 +32,7 @@ from pipeline.events.codec import decode
 from pipeline.events.registry import default_registry
 from pipeline.exceptions import DecodeError
 from pipeline.fanout import fan_out, quarantine
+from pipeline.health import HealthCache
 from pipeline.observability import QUARANTINED, configure_logging, serve_metrics
 from pipeline.settings import Settings
 from pipeline.topics import DELIVERIES
@@ -180,9 +181,12 @@ def run_worker(settings: Settings) -> None:
     serve_metrics(settings)
     endpoints = EndpointCache(settings).start()
     app = create_app(settings, endpoints=endpoints)
-    sender = Dispatcher(settings, DeliveryHandler(settings, endpoints, HttpSender(settings)))
+    health = HealthCache(settings).start()
+    handler = DeliveryHandler(settings, endpoints, HttpSender(settings))
+    sender = Dispatcher(settings, handler, endpoints=endpoints, health=health)
     worker = faust.Worker(app, sender, loglevel=settings.log_level, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
     finally:
         endpoints.stop()
+        health.stop()

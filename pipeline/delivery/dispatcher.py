@@ -29,7 +29,8 @@ import os
 import socket
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -44,18 +45,26 @@ from pipeline.delivery.handler import DeliveryHandler, Output
 from pipeline.delivery.offsets import OffsetTracker
 from pipeline.delivery.ratelimit import RateLimiter
 from pipeline.delivery.record import Delivery
+from pipeline.endpoints.model import Endpoint
 from pipeline.fanout import quarantine
+from pipeline.health import HealthIndex
 from pipeline.observability import (
     BREAKER_SKIPS,
     BREAKERS_OPEN,
     CONSUMER_LAG,
     DEFERRED,
+    ENDPOINTS_DISABLED,
     QUARANTINED,
 )
 from pipeline.settings import Settings
 from pipeline.topics import DELIVERIES, ENDPOINT_HEALTH, retry_topic_name
 
 log = structlog.get_logger(__name__)
+
+
+class AccountEndpoints(Protocol):
+    def for_account(self, account_id: str) -> tuple[Endpoint, ...]: ...
+
 
 POLL_MS = 200
 POLL_RECORDS = 500
@@ -72,10 +81,22 @@ def sender_topics(settings: Settings) -> list[str]:
 class Dispatcher(Service):
     """``velourcity worker``'s sender (see the module's docstring)."""
 
-    def __init__(self, settings: Settings, handler: DeliveryHandler, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        handler: DeliveryHandler,
+        *,
+        endpoints: AccountEndpoints | None = None,
+        health: HealthIndex | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._settings = settings
         self._handler = handler
+        self._endpoints = endpoints
+        self._health = health
+        self._failing_since: dict[str, int] = {}
+        """Endpoint id → unix ms of the first failure with no success since (auto-disable)."""
         self._topics = sender_topics(settings)
         self._taken = asyncio.Semaphore(PENDING_PER_REQUEST * settings.sender_concurrency)
         self._requests = asyncio.Semaphore(settings.sender_concurrency)
@@ -128,6 +149,8 @@ class Dispatcher(Service):
             partition_assignment_strategy=(RangePartitionAssignor,),
         )
         await self._producer.start()
+        if (load_health := getattr(self._health, "wait_ready_async", None)) is not None:
+            await load_health(60.0)  # failure streaks carry on across restarts
         self._consumer.subscribe(self._topics, listener=_Rebalance(self))
         await self._consumer.start()
         self._loop_task = asyncio.ensure_future(self._consume())
@@ -235,8 +258,39 @@ class Dispatcher(Service):
         if result is None:
             self._breakers.forget(endpoint_id)
         else:
+            self._track_failures(endpoint_id, result.ok)
             self._breakers.record(endpoint_id, result.ok)
         return outputs
+
+    def _track_failures(self, endpoint_id: str, ok: bool) -> None:
+        """Disable an endpoint failing for ``auto_disable_days`` without a single success. The
+        streak's start survives restarts and rebalances on the endpoint-health topic."""
+        if ok:
+            self._failing_since.pop(endpoint_id, None)
+            return
+        now_ms = int(time.time() * 1000)
+        since = self._failing_since.get(endpoint_id)
+        if since is None:
+            known = (self._health.get(endpoint_id) if self._health else None) or {}
+            since = known.get("failing_since") or now_ms
+            self._failing_since[endpoint_id] = since
+        if now_ms - since >= self._settings.auto_disable_days * 86_400_000:
+            del self._failing_since[endpoint_id]
+            self._background_task(self._auto_disable(endpoint_id, since))
+
+    async def _auto_disable(self, endpoint_id: str, failing_since: int) -> None:
+        endpoint = self._handler.endpoint(endpoint_id)
+        if endpoint is None or not endpoint.enabled or self._endpoints is None:
+            return
+        others = self._endpoints.for_account(endpoint.account_id)
+        if await self._produce(self._handler.auto_disable(endpoint, failing_since, others)):
+            ENDPOINTS_DISABLED.inc()
+            log.warning("endpoint disabled: failing too long", endpoint_id=endpoint_id)
+
+    def _background_task(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _breaker_changed(self, change: Change) -> None:
         """Log it, count it, and publish it to the endpoint-health topic (the API shows it)."""
@@ -254,11 +308,10 @@ class Dispatcher(Service):
             "consecutive_failures": change.failures,
             "since": int(change.at * 1000),
             "worker": self._worker_id,
+            "failing_since": self._failing_since.get(change.endpoint_id),
         }
         topic, key = self._settings.topic(ENDPOINT_HEALTH), change.endpoint_id.encode()
-        task = asyncio.ensure_future(self._producer.send(topic, orjson.dumps(health), key=key))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background_task(self._producer.send(topic, orjson.dumps(health), key=key))
 
     @staticmethod
     async def _outputs_of(outputs: list[Output]) -> list[Output]:

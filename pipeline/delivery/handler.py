@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 import structlog
 
 from pipeline.delivery.policy import AttemptResult, NextStep, next_step
-from pipeline.delivery.record import Attempt, Delivery, Outcome
+from pipeline.delivery.record import Attempt, Delivery, Outcome, delivery_id_for
 from pipeline.delivery.sender import HttpSender
 from pipeline.delivery.signing import webhook_headers
 from pipeline.endpoints.model import Endpoint
+from pipeline.events.body import iso_utc, render_body
+from pipeline.events.ids import new_event_id
 from pipeline.observability import (
     ATTEMPT_SECONDS,
     ATTEMPTS,
@@ -30,7 +33,7 @@ from pipeline.observability import (
 from pipeline.settings import Settings
 from pipeline.topics import ATTEMPTS as ATTEMPTS_TOPIC
 from pipeline.topics import DEAD_LETTERS as DEAD_LETTERS_TOPIC
-from pipeline.topics import ENDPOINTS, retry_topic_name
+from pipeline.topics import DELIVERIES, ENDPOINTS, retry_topic_name
 
 log = structlog.get_logger(__name__)
 
@@ -116,6 +119,48 @@ class DeliveryHandler:
 
     def _first_tier(self) -> float:
         return self._settings.retry_schedule[0] if self._settings.retry_schedule else 1.0
+
+    def auto_disable(
+        self, endpoint: Endpoint, failing_since_ms: int, others: Iterable[Endpoint]
+    ) -> list[Output]:
+        """Disable an endpoint that has failed for ``auto_disable_days`` without a success, and
+        tell the account through its other endpoints that subscribe to ``endpoint.disabled``."""
+        now_ms = int(self._clock() * 1000)
+        since = iso_utc(datetime.fromtimestamp(failing_since_ms / 1000, UTC))
+        reason = f"failing without a success since {since}"
+        disabled = endpoint.replace(enabled=False, disabled_reason=reason)
+        outputs = [
+            Output(self._settings.topic(ENDPOINTS), endpoint.id.encode(), disabled.to_json())
+        ]
+        event_id = new_event_id()
+        event = {
+            "id": event_id,
+            "type": "endpoint.disabled",
+            "occurred_at": datetime.fromtimestamp(now_ms / 1000, UTC),
+            "account_id": endpoint.account_id,
+            "data": {
+                "endpoint_id": endpoint.id,
+                "url": endpoint.url,
+                "reason": reason,
+                "failing_since": since,
+            },
+        }
+        body = render_body(event).decode()
+        for other in others:
+            if other.id != endpoint.id and other.wants("endpoint.disabled"):
+                delivery = Delivery(
+                    delivery_id=delivery_id_for(event_id, other.id),
+                    event_id=event_id,
+                    event_type="endpoint.disabled",
+                    account_id=endpoint.account_id,
+                    endpoint_id=other.id,
+                    body=body,
+                    event_time=now_ms,
+                )
+                outputs.append(
+                    Output(self._settings.topic(DELIVERIES), _key(delivery), delivery.to_bytes())
+                )
+        return outputs
 
     def on_error(self, delivery: Delivery, exc: BaseException) -> list[Output]:
         """A bug while handling must not lose the delivery: park it in the first retry tier

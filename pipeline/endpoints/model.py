@@ -16,7 +16,7 @@ import orjson
 
 from pipeline.delivery.ssrf import SyncResolver, validate_endpoint_url
 from pipeline.events.ids import ulid
-from pipeline.events.types import check_event_type
+from pipeline.events.types import check_subscribable
 from pipeline.exceptions import InvalidEndpoint
 from pipeline.settings import Settings
 
@@ -141,7 +141,7 @@ def check_event_types(types: Iterable[str] | None) -> tuple[str, ...] | None:
     if not cleaned or cleaned == ("*",):
         return None
     try:
-        return tuple(check_event_type(t) for t in cleaned)
+        return tuple(check_subscribable(t) for t in cleaned)
     except ValueError as exc:
         raise InvalidEndpoint(str(exc)) from exc
 

@@ -16,6 +16,20 @@ ORDER_EVENTS: Final = (
 )
 PAYMENT_EVENTS: Final = ("payment.completed",)
 EVENT_TYPES: Final[tuple[str, ...]] = ORDER_EVENTS + PAYMENT_EVENTS
+"""The domain events: Avro on the domain topics, published by Velourcity's services."""
+OPERATIONAL_EVENTS: Final = ("endpoint.disabled",)
+"""Events the webhook system itself sends about an account's endpoints (not on the domain
+topics: the worker that notices writes their deliveries directly)."""
+SUBSCRIBABLE_TYPES: Final[tuple[str, ...]] = EVENT_TYPES + OPERATIONAL_EVENTS
+
+
+def check_subscribable(name: str) -> str:
+    """``name`` if an endpoint may subscribe to it, else raise :class:`UnknownEventType`."""
+    if name not in SUBSCRIBABLE_TYPES:
+        raise UnknownEventType(
+            f"unknown event type {name!r}; the event types are: {', '.join(SUBSCRIBABLE_TYPES)}"
+        )
+    return name
 
 
 def check_event_type(name: str) -> str:
