@@ -37,7 +37,9 @@ from pipeline.topics import ATTEMPTS, create_topics
 
 __all__ = ["demo"]
 
-FORCED = {"allowed_networks": "127.0.0.0/8", "retry_schedule": "2,4,8"}
+# Receiver B fails 12 tries in a row on purpose (two per event): a breaker threshold above
+# that keeps the demo about retry tiers, not the circuit breaker's 30 s cooldown.
+FORCED = {"allowed_networks": "127.0.0.0/8", "retry_schedule": "2,4,8", "breaker_failures": "50"}
 DEFAULT_PREFIX = "demo-"
 FAIL_FIRST = 2
 RECEIVERS = ("A", "B")

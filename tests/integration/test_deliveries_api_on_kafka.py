@@ -77,20 +77,23 @@ def _poll(check: Callable[[], Any], timeout: float = 30) -> Any:
 def test_any_workers_deliveries_show_in_every_api_and_can_be_sent_again(
     settings_factory, receiver_factory, worker_factory, api_factory
 ) -> None:
-    settings = settings_factory(admin_token="admin-secret", retry_schedule="1")
+    # Every attempt fails on purpose here: keep the circuit breaker from holding them back.
+    settings = settings_factory(
+        admin_token="admin-secret", retry_schedule="1", breaker_failures=1000
+    )
     create_topics(settings)
     failing = {"on": True}
     receiver = receiver_factory(lambda _r, _n: (500, {}) if failing["on"] else (200, {}))
-    for _ in range(3):
-        worker_factory(settings)
+    workers = [worker_factory(settings) for _ in range(3)]
     first, second = api_factory(settings), api_factory(settings)
+    assert _poll(lambda: all("sender started" in w.log() for w in workers), timeout=90)
 
     account = httpx.post(f"{first}/v1/accounts", json={"name": "Roma"}, headers=ADMIN).json()
     key = {"Authorization": f"Bearer {account['api_key']}"}
     endpoint = httpx.post(
         f"{second}/v1/endpoints", json={"url": receiver.url}, headers=key, timeout=10
     ).json()
-    time.sleep(2)  # the new endpoint reaches the workers' caches
+    time.sleep(3)  # the new endpoint reaches the workers' caches
 
     events = [sample_event("order.created", account["id"]) for _ in range(20)]
     publish(settings, events)
@@ -102,7 +105,7 @@ def test_any_workers_deliveries_show_in_every_api_and_can_be_sent_again(
     # With a one-tier schedule every delivery fails twice and is dead-lettered; both API
     # processes show all of them, whichever of the three workers made the attempts.
     for base in (first, second):
-        rows = _poll(lambda base=base: failed_in(base))
+        rows = _poll(lambda base=base: failed_in(base), timeout=90)
         assert {r["event_id"] for r in rows} == {e["id"] for e in events}
         assert all(r["attempts"] == 2 and r["last_status"] == 500 for r in rows)
 
@@ -114,7 +117,7 @@ def test_any_workers_deliveries_show_in_every_api_and_can_be_sent_again(
         detail: dict[str, Any] = httpx.get(f"{second}/v1/deliveries/{one}", headers=key).json()
         return detail if detail["status"] == "delivered" else None
 
-    detail = _poll(delivered_detail)
+    detail = _poll(delivered_detail, timeout=60)
     assert detail, "the retried delivery was not shown as delivered"
     assert [a["status"] for a in detail["attempts_log"]] == [500, 500, 200]
 
