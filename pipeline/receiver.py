@@ -19,6 +19,10 @@ old secret keeps verifying until the grace period ends.
     ├── InvalidSignature    no signature matches (wrong secret, tampered body, bad header)
     ├── StaleTimestamp      webhook-timestamp further than ``tolerance`` seconds from now
     └── MalformedBody       the signed body is not a JSON object
+
+Each error class carries the HTTP status a receiver should answer (``http_status``): 400 for a
+request that is not a webhook at all (missing header, malformed body), 401 for one that is not
+authentic or no longer fresh. Messages name the header and the reason, never a secret.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ __all__ = [
     "MissingHeader",
     "StaleTimestamp",
     "WebhookVerificationError",
+    "check_secrets",
     "sign",
     "standard_signature",
     "velourcity_signature",
@@ -46,26 +51,40 @@ __all__ = [
 
 _VELOURCITY_HEADER = "X-Velourcity-Signature"
 _KEY_PREFIX = "whsec_"
+_MAX_TIMESTAMP_DIGITS = 12
+"""Unix seconds have 10 digits until the year 2286; far longer is garbage, and Python refuses to
+parse ints of more than 4300 digits (a ValueError that must not escape as a crash)."""
 
 
 class WebhookVerificationError(Exception):
     """A webhook that must be rejected (answer 4xx); the message says why."""
 
+    http_status = 400
+    """What a receiver should answer, so framework helpers need no table of their own."""
+
 
 class MissingHeader(WebhookVerificationError):
     """A header the check needs is absent."""
+
+    http_status = 400
 
 
 class InvalidSignature(WebhookVerificationError):
     """No signature matches the body with any of the secrets, or a header is unreadable."""
 
+    http_status = 401
+
 
 class StaleTimestamp(WebhookVerificationError):
     """``webhook-timestamp`` is too far in the past or the future (possible replay)."""
 
+    http_status = 401
+
 
 class MalformedBody(WebhookVerificationError):
     """The body is authentic but is not a JSON object."""
+
+    http_status = 400
 
 
 def _signing_key(secret: str) -> bytes:
@@ -108,7 +127,12 @@ def sign(raw_body: bytes, secret: str, *, webhook_id: str, timestamp: int) -> di
     }
 
 
-def _secrets(secret: str | Sequence[str]) -> list[str]:
+def check_secrets(secret: str | Sequence[str]) -> list[str]:
+    """The secrets as a list, each checked usable; ``ValueError`` otherwise (never echoing one).
+
+    Framework helpers call it at start-up so a misconfigured secret fails there, not as a 500
+    on the first webhook.
+    """
     secrets = [secret] if isinstance(secret, str) else list(secret)
     if not secrets:
         raise ValueError("verify() needs at least one secret")
@@ -139,8 +163,11 @@ def _check_standard(
     if missing:
         raise MissingHeader(f"incomplete Standard Webhooks headers: missing {', '.join(missing)}")
     webhook_id, raw_timestamp, value = (lowered[n] for n in names)
-    if not (raw_timestamp.isascii() and raw_timestamp.isdigit()):
-        raise InvalidSignature(f"webhook-timestamp must be integer unix seconds: {raw_timestamp!r}")
+    readable = raw_timestamp.isascii() and raw_timestamp.isdigit()
+    if not readable or len(raw_timestamp) > _MAX_TIMESTAMP_DIGITS:
+        raise InvalidSignature(
+            f"webhook-timestamp must be integer unix seconds: {raw_timestamp[:40]!r}"
+        )
     timestamp = int(raw_timestamp)
     given = []
     for token in value.split():
@@ -171,7 +198,7 @@ def _check_standard(
 
 def verify(
     headers: Mapping[str, str],
-    raw_body: bytes,
+    raw_body: bytes | bytearray | memoryview,
     secret: str | Sequence[str],
     *,
     tolerance: int = 300,
@@ -185,9 +212,16 @@ def verify(
     see above); the Standard Webhooks headers, when present, must all be there, match, and carry
     a timestamp within ``tolerance`` seconds of ``now`` (default: the clock).
     At least one scheme is required. Raises a :class:`WebhookVerificationError` subclass, or
-    ``ValueError`` for an unusable secret (empty, or not ``whsec_`` + base64).
+    ``ValueError`` for an unusable secret (empty, or not ``whsec_`` + base64), or ``TypeError``
+    when ``raw_body`` is text (decoding and re-encoding may change the signed bytes).
     """
-    secrets = _secrets(secret)
+    if not isinstance(raw_body, bytes | bytearray | memoryview):
+        raise TypeError(
+            "raw_body must be the body bytes as received, not parsed or re-encoded "
+            f"(got {type(raw_body).__name__})"
+        )
+    body = bytes(raw_body)
+    secrets = check_secrets(secret)
     lowered: dict[str, str] = {}
     for name, value in headers.items():
         key = name.lower()
@@ -200,13 +234,13 @@ def verify(
         )
     rotating = standard and len(lowered.get("webhook-signature", "").split()) > 1
     if velourcity is not None and not rotating:
-        _check_velourcity(velourcity, raw_body, secrets)
+        _check_velourcity(velourcity, body, secrets)
     if standard:
         clock = time.time() if now is None else now
-        _check_standard(lowered, raw_body, secrets, tolerance, clock)
+        _check_standard(lowered, body, secrets, tolerance, clock)
     try:
-        event = json.loads(raw_body)
-    except ValueError as exc:
+        event = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise MalformedBody(f"the body is not valid UTF-8 JSON: {exc}") from exc
     if not isinstance(event, dict):
         raise MalformedBody(f"the body is JSON but not an object (got {type(event).__name__})")

@@ -21,9 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
 from pipeline.cli.receiver import format_record, make_server
+from pipeline.idempotency import DEFAULT_WINDOW_SECONDS, IdempotencyStore, MemoryIdempotencyStore
 from pipeline.receiver import (
     InvalidSignature,
     MalformedBody,
@@ -35,6 +38,7 @@ from pipeline.receiver import (
     velourcity_signature,
     verify,
 )
+from pipeline.settings import Settings
 
 NOW = 1_760_000_000
 EVENT: dict[str, Any] = {
@@ -177,8 +181,39 @@ def test_each_failure_raises_its_own_error(
     assert isinstance(caught.value, WebhookVerificationError)
     assert type(caught.value) is error
     assert str(caught.value)
-    assert SECRET not in str(caught.value)
-    assert SECRET.removeprefix("whsec_") not in str(caught.value)
+    for shown in (str(caught.value), repr(caught.value)):
+        assert SECRET not in shown
+        assert SECRET.removeprefix("whsec_") not in shown
+
+
+def test_error_classes_carry_the_status_to_answer() -> None:
+    assert [e.http_status for e in (MissingHeader, MalformedBody)] == [400, 400]
+    assert [e.http_status for e in (InvalidSignature, StaleTimestamp)] == [401, 401]
+    assert issubclass(WebhookVerificationError, Exception)
+
+
+def test_absurd_input_is_a_verification_error_not_a_crash() -> None:
+    huge = {**signed(), "webhook-timestamp": "9" * 5000}  # int() refuses > 4300 digits
+    with pytest.raises(InvalidSignature, match="integer unix seconds"):
+        verify(huge, BODY, SECRET, now=NOW)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(MalformedBody):
+        verify(signed(deep), deep, SECRET, now=NOW)
+
+
+def test_text_body_is_a_type_error_bytes_like_are_fine() -> None:
+    with pytest.raises(TypeError, match="bytes as received"):
+        verify(signed(), BODY.decode(), SECRET, now=NOW)  # type: ignore[arg-type]
+    assert verify(signed(), bytearray(BODY), SECRET, now=NOW) == EVENT
+    assert verify(signed(), memoryview(BODY), SECRET, now=NOW) == EVENT
+
+
+def test_unusable_secret_error_does_not_echo_it() -> None:
+    bad = "whsec_c2VjcmV0*not-base64"
+    with pytest.raises(ValueError, match="secret") as caught:
+        verify(signed(), BODY, bad, now=NOW)
+    assert "c2VjcmV0" not in str(caught.value)
+    assert "c2VjcmV0" not in repr(caught.value.__cause__)
 
 
 def test_timestamp_exactly_at_tolerance_is_accepted() -> None:
@@ -341,3 +376,221 @@ def test_receiver_command_prints_and_logs(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["status"] for r in lines] == [500, 200]
     assert lines[1]["verified"] == {"velourcity": True, "standard": True}
+
+
+# --- properties (hypothesis): sign -> verify over arbitrary bodies, secrets and clocks --------
+
+PROPERTY = settings(max_examples=150, deadline=None, database=None)
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+JSON_OBJECTS = st.dictionaries(st.text(), JSON_VALUES, max_size=6)
+SECRETS = st.binary(min_size=1, max_size=64).map(
+    lambda key: "whsec_" + base64.b64encode(key).decode()
+)
+IDS = st.text(min_size=1, max_size=40)
+TIMESTAMPS = st.integers(min_value=0, max_value=10**11)
+
+
+def _sent(body: bytes, secrets_newest_first: list[str], webhook_id: str, ts: int) -> dict[str, str]:
+    """Headers as the sender builds them (pipeline.delivery.signing), rotation included."""
+    return {
+        "X-Velourcity-Signature": velourcity_signature(body, secrets_newest_first[0]),
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": " ".join(
+            standard_signature(body, s, webhook_id, ts) for s in secrets_newest_first
+        ),
+    }
+
+
+@PROPERTY
+@given(
+    event=JSON_OBJECTS,
+    ascii_only=st.booleans(),
+    secret=SECRETS,
+    webhook_id=IDS,
+    ts=TIMESTAMPS,
+)
+def test_any_json_object_round_trips(
+    event: dict[str, Any], ascii_only: bool, secret: str, webhook_id: str, ts: int
+) -> None:
+    body = json.dumps(event, ensure_ascii=ascii_only).encode()
+    assert verify(
+        sign(body, secret, webhook_id=webhook_id, timestamp=ts), body, secret, now=ts
+    ) == (event)
+
+
+@PROPERTY
+@given(body=st.binary(max_size=512), secret=SECRETS, webhook_id=IDS, ts=TIMESTAMPS)
+def test_any_bytes_pass_the_signature_checks(
+    body: bytes, secret: str, webhook_id: str, ts: int
+) -> None:
+    """Whatever the bytes, a correct signature is accepted; only the JSON check may refuse."""
+    headers = sign(body, secret, webhook_id=webhook_id, timestamp=ts)
+    try:
+        event = verify(headers, body, secret, now=ts)
+    except MalformedBody:
+        return
+    assert event == json.loads(body)
+
+
+@PROPERTY
+@given(
+    body=st.binary(min_size=1, max_size=512),
+    data=st.data(),
+    secret=SECRETS,
+    scheme=st.sampled_from(["both", "velourcity", "standard"]),
+)
+def test_changing_any_byte_fails(
+    body: bytes, data: st.DataObject, secret: str, scheme: str
+) -> None:
+    headers = sign(body, secret, webhook_id="evt_1", timestamp=NOW)
+    if scheme == "velourcity":
+        headers = without(headers, *STANDARD)
+    elif scheme == "standard":
+        headers = without(headers, "X-Velourcity-Signature")
+    index = data.draw(st.integers(0, len(body) - 1), label="index")
+    flip = data.draw(st.integers(1, 255), label="xor")
+    tampered = body[:index] + bytes([body[index] ^ flip]) + body[index + 1 :]
+    with pytest.raises(InvalidSignature):
+        verify(headers, tampered, secret, now=NOW)
+    for longer_or_shorter in (body + b" ", body[:-1]):
+        with pytest.raises(InvalidSignature):
+            verify(headers, longer_or_shorter, secret, now=NOW)
+
+
+@PROPERTY
+@given(event=JSON_OBJECTS, signer=SECRETS, verifier=SECRETS, webhook_id=IDS)
+def test_wrong_secret_fails(
+    event: dict[str, Any], signer: str, verifier: str, webhook_id: str
+) -> None:
+    assume(base64.b64decode(signer[6:]) != base64.b64decode(verifier[6:]))
+    body = json.dumps(event).encode()
+    headers = sign(body, signer, webhook_id=webhook_id, timestamp=NOW)
+    with pytest.raises(InvalidSignature):
+        verify(headers, body, verifier, now=NOW)
+
+
+@PROPERTY
+@given(
+    event=JSON_OBJECTS,
+    secret=SECRETS,
+    tolerance=st.integers(0, 86_400),
+    beyond=st.integers(1, 10**9),
+    within=st.floats(0, 1),
+    past=st.booleans(),
+)
+def test_timestamp_window(
+    event: dict[str, Any], secret: str, tolerance: int, beyond: int, within: float, past: bool
+) -> None:
+    body = json.dumps(event).encode()
+    headers = sign(body, secret, webhook_id="evt_1", timestamp=NOW)
+    sign_of = 1 if past else -1
+    inside = NOW + sign_of * int(tolerance * within)
+    assert verify(headers, body, secret, now=inside, tolerance=tolerance) == event
+    outside = NOW + sign_of * (tolerance + beyond)
+    with pytest.raises(StaleTimestamp):
+        verify(headers, body, secret, now=outside, tolerance=tolerance)
+
+
+@PROPERTY
+@given(
+    event=JSON_OBJECTS,
+    keys=st.lists(st.binary(min_size=16, max_size=32), min_size=3, max_size=3, unique=True),
+    webhook_id=IDS,
+)
+def test_rotation_accepts_old_and_new_secret(
+    event: dict[str, Any], keys: list[bytes], webhook_id: str
+) -> None:
+    old, new, stranger = ("whsec_" + base64.b64encode(k).decode() for k in keys)
+    body = json.dumps(event).encode()
+    headers = _sent(body, [new, old], webhook_id, NOW)  # newest first, as the sender signs
+    for held in (old, new, [old, new], [new, old]):
+        assert verify(headers, body, held, now=NOW) == event
+    with pytest.raises(InvalidSignature):
+        verify(headers, body, stranger, now=NOW)
+    with pytest.raises(StaleTimestamp):
+        verify(headers, body, old, now=NOW + 301)
+
+
+# --- idempotency ---------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_idempotency_store_remembers_for_its_window() -> None:
+    clock = FakeClock()
+    store = MemoryIdempotencyStore(window=60, clock=clock)
+    assert isinstance(store, IdempotencyStore)
+    assert store.seen_before("evt_1") is False
+    assert store.seen_before("evt_1") is True
+    clock.now += 59.9
+    assert store.seen_before("evt_1") is True
+    assert store.seen_before("evt_2") is False
+    clock.now += 0.1  # evt_1's window is over; evt_2's is not
+    assert store.seen_before("evt_1") is False
+    assert store.seen_before("evt_2") is True
+    assert len(store) == 2
+    clock.now += 3600
+    assert len(store) == 0
+
+
+def test_idempotency_store_forget_and_bounded_memory() -> None:
+    store = MemoryIdempotencyStore(max_entries=3)
+    assert [store.seen_before(f"evt_{i}") for i in range(5)] == [False] * 5
+    assert len(store) == 3
+    assert store.seen_before("evt_0") is False  # evicted as the oldest
+    assert store.seen_before("evt_4") is True
+    store.forget("evt_4")
+    store.forget("never_seen")
+    assert store.seen_before("evt_4") is False
+
+
+def test_idempotency_default_window_outlasts_the_retry_schedule() -> None:
+    whole_schedule = sum(Settings().retry_schedule)  # first attempt to last, about 27.6 hours
+    assert whole_schedule + 300 < DEFAULT_WINDOW_SECONDS
+
+
+def test_idempotency_store_is_atomic_across_threads() -> None:
+    store = MemoryIdempotencyStore()
+    barrier = threading.Barrier(16)
+    answers: list[bool] = []
+    lock = threading.Lock()
+
+    def claim() -> None:
+        barrier.wait()
+        for i in range(200):
+            seen = store.seen_before(f"evt_{i}")
+            with lock:
+                answers.append(seen)
+
+    threads = [threading.Thread(target=claim) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert answers.count(False) == 200  # each id claimed exactly once
+    assert len(answers) == 16 * 200
+
+
+def test_idempotency_store_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="window"):
+        MemoryIdempotencyStore(window=0)
+    with pytest.raises(ValueError, match="max_entries"):
+        MemoryIdempotencyStore(max_entries=0)
