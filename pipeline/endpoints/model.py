@@ -9,7 +9,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -37,9 +37,9 @@ class Endpoint:
     url: str
     event_types: tuple[str, ...] | None
     """The types it subscribes to; ``None`` means every type."""
-    secret: str
+    secret: str = field(repr=False)  # never in a log line or a traceback's locals
     """The newest secret: the only one behind ``X-Velourcity-Signature``."""
-    previous_secrets: tuple[tuple[str, int], ...] = ()
+    previous_secrets: tuple[tuple[str, int], ...] = field(default=(), repr=False)
     """``(secret, expires_at unix ms)`` of replaced secrets, newest first: each keeps signing
     (in ``webhook-signature``) until it expires, so partners can switch without losing any."""
     enabled: bool = True
