@@ -9,6 +9,7 @@ import typer
 from pipeline.cli import deliveries, dlq, endpoints, events, topics
 from pipeline.cli.listen import listen
 from pipeline.cli.receiver import receiver
+from pipeline.cli.replay import replay
 from pipeline.demo import demo
 from pipeline.exceptions import VelourcityError
 
@@ -27,6 +28,7 @@ app.command("trigger")(events.trigger)
 app.command("receiver")(receiver)
 app.command("listen")(listen)
 app.command("demo")(demo)
+app.command("replay")(replay)
 
 
 @app.command()

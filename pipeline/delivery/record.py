@@ -42,6 +42,9 @@ class Delivery:
     history: tuple[dict[str, Any], ...] = ()
     """Summaries of the attempts made so far (attempt, at, status, error)."""
     dead_letter_reason: str | None = None
+    replay: bool = False
+    """Sent again by ``velourcity replay``: the webhook carries ``X-Velourcity-Replay: true``,
+    so a receiver can tell a deliberate re-send from a retry (same ids either way)."""
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(dataclasses.asdict(self))
@@ -49,6 +52,10 @@ class Delivery:
     @classmethod
     def from_bytes(cls, raw: bytes) -> Delivery:
         fields = orjson.loads(raw)
+        # Fields a newer version added are left out, so a rolling upgrade never makes a
+        # delivery unreadable (it would be quarantined).
+        known = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in fields.items() if k in known}
         fields["history"] = tuple(fields.get("history", ()))
         return cls(**fields)
 

@@ -19,7 +19,7 @@ def webhook_headers(
     """Headers for one attempt. ``secrets`` newest first: during a rotation every secret signs
     (Standard Webhooks lists them space-separated); ``X-Velourcity-Signature`` uses the newest."""
     webhook_id = delivery.event_id
-    return {
+    headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "X-Velourcity-Signature": velourcity_signature(body, secrets[0]),
@@ -33,3 +33,6 @@ def webhook_headers(
             standard_signature(body, secret, webhook_id, timestamp) for secret in secrets
         ),
     }
+    if delivery.replay:  # receivers dedupe on webhook-id; this says the repeat was deliberate
+        headers["X-Velourcity-Replay"] = "true"
+    return headers
