@@ -26,6 +26,7 @@ def fan_out(decoded: DecodedEvent, endpoints: Iterable[Endpoint]) -> list[Delive
     if not targets:
         return []
     body = render_body(event).decode()
+    order_id = (event.get("data") or {}).get("order_id")
     event_time = int(event["occurred_at"].timestamp() * 1000)
     return [
         Delivery(
@@ -36,6 +37,7 @@ def fan_out(decoded: DecodedEvent, endpoints: Iterable[Endpoint]) -> list[Delive
             endpoint_id=endpoint.id,
             body=body,
             event_time=event_time,
+            ordering_key=order_id if isinstance(order_id, str) and order_id else None,
         )
         for endpoint in targets
     ]

@@ -20,6 +20,8 @@ DELIVERIES = "velourcity.deliveries"
 ATTEMPTS = "velourcity.attempts"
 DEAD_LETTERS = "velourcity.dead-letters"
 QUARANTINE = "velourcity.quarantine"
+ORDERING = "velourcity.ordering"
+"""Ordered endpoints' queues (key ``endpoint id|order id``): see pipeline.delivery.ordering."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +56,11 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(name=t(ATTEMPTS), partitions=settings.delivery_partitions, config=history),
         TopicSpec(
             name=t(ENDPOINT_HEALTH),
+            partitions=settings.internal_partitions,
+            config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+        ),
+        TopicSpec(
+            name=t(ORDERING),
             partitions=settings.internal_partitions,
             config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
         ),

@@ -80,6 +80,7 @@ async def create_endpoint(body: EndpointCreate, api: ApiDep, caller: CallerDep) 
         description=description,
         resolver=resolver,
         rate_limit=body.rate_limit,
+        ordered=body.ordered,
     )
     return EndpointCreated.of(await _save(api, endpoint))
 
@@ -125,6 +126,8 @@ async def update_endpoint(
         changes["description"] = _checked("description", check_description, body.description)
     if "rate_limit" in body.model_fields_set:
         changes["rate_limit"] = body.rate_limit  # null lifts the limit
+    if body.ordered is not None:
+        changes["ordered"] = body.ordered
     if not changes:
         return EndpointOut.of(endpoint)
     return EndpointOut.of(await _save(api, endpoint.replace(**changes)))

@@ -79,11 +79,21 @@ _RATE_LIMIT = Field(
 )
 
 
+_ORDERED = Field(
+    default=False,
+    description=(
+        "Strict per-order ordering: a later event of an order is not sent before an earlier "
+        "one was delivered or dead-lettered (only that order waits). false: best effort."
+    ),
+)
+
+
 class EndpointCreate(Request):
     url: str = Field(max_length=2048, examples=["https://partner.example/webhooks"])
     event_types: EventTypes = _EVENT_TYPES
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
     rate_limit: float | None = _RATE_LIMIT
+    ordered: bool = _ORDERED
 
 
 class EndpointUpdate(Request):
@@ -93,6 +103,7 @@ class EndpointUpdate(Request):
     event_types: EventTypes = _EVENT_TYPES
     description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
     rate_limit: float | None = _RATE_LIMIT
+    ordered: bool | None = Field(default=None, description="See create; null: unchanged.")
 
 
 class EndpointOut(BaseModel):
@@ -103,6 +114,7 @@ class EndpointOut(BaseModel):
     enabled: bool
     disabled_reason: str | None
     rate_limit: float | None
+    ordered: bool
     created_at: datetime
     updated_at: datetime
 
@@ -116,6 +128,7 @@ class EndpointOut(BaseModel):
             "enabled": endpoint.enabled,
             "disabled_reason": endpoint.disabled_reason,
             "rate_limit": endpoint.rate_limit,
+            "ordered": endpoint.ordered,
             "created_at": _time(endpoint.created_at),
             "updated_at": _time(endpoint.updated_at),
         }

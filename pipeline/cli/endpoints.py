@@ -30,6 +30,13 @@ EventsOption = Annotated[
     str | None,
     typer.Option("--events", help="Comma-separated event types (default: all)."),
 ]
+OrderedOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--ordered/--no-ordered",
+        help="Strict per-order ordering (an order's events wait for the earlier ones).",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 RateOption = Annotated[
     float | None,
@@ -49,7 +56,10 @@ def _show(endpoint: Endpoint, as_json: bool) -> None:
     state = (
         "enabled" if endpoint.enabled else f"disabled ({endpoint.disabled_reason or 'by owner'})"
     )
-    typer.echo(f"{endpoint.id}  {endpoint.account_id}  {endpoint.url}  events={types}  {state}")
+    ordered = "  ordered" if endpoint.ordered else ""
+    typer.echo(
+        f"{endpoint.id}  {endpoint.account_id}  {endpoint.url}  events={types}  {state}{ordered}"
+    )
 
 
 def _existing(endpoint_id: str) -> Endpoint:
@@ -67,6 +77,7 @@ def create(
     secret: Annotated[str | None, typer.Option(help="whsec_... (default: generated).")] = None,
     description: Annotated[str, typer.Option(help="Free text.")] = "",
     rate_limit: RateOption = None,
+    ordered: OrderedOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Register an endpoint; prints it with its id and signing secret."""
@@ -79,6 +90,7 @@ def create(
         secret=secret,
         description=description,
         rate_limit=rate_limit,
+        ordered=bool(ordered),
     )
     _show(EndpointWriter(settings).put(endpoint), as_json)
     if not as_json:
@@ -104,9 +116,10 @@ def update(
     secret: Annotated[str | None, typer.Option(help="New secret (whsec_...).")] = None,
     description: Annotated[str | None, typer.Option(help="New description.")] = None,
     rate_limit: RateOption = None,
+    ordered: OrderedOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change an endpoint's URL, event types, secret, description or rate limit."""
+    """Change an endpoint's URL, event types, secret, description, rate limit or ordering."""
     settings = load_settings()
     endpoint = _existing(endpoint_id)
     changes: dict[str, object] = {}
@@ -120,6 +133,8 @@ def update(
         changes["description"] = check_description(description)
     if rate_limit is not None:
         changes["rate_limit"] = check_rate_limit(rate_limit or None)
+    if ordered is not None:
+        changes["ordered"] = ordered
     _show(EndpointWriter(settings).put(endpoint.replace(**changes)), as_json)
 
 

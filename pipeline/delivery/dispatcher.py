@@ -20,6 +20,9 @@ drives its own aiokafka consumer, because it needs three things a Faust agent do
   its deliveries wait in memory for their turn; past that, its deliveries are deferred to the
   first retry tier without using an attempt. So a hanging endpoint holds a few of the worker's
   requests and a bounded queue of its own, and never the other endpoints' turn.
+* **Ordered endpoints.** An endpoint with ``ordered`` gets an order's deliveries one after the
+  other; a later one waits (in memory while the earlier one's attempt is in flight, else in a
+  retry tier) without holding up other orders (see :mod:`pipeline.delivery.ordering`).
 """
 
 from __future__ import annotations
@@ -38,11 +41,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
 from mode import Service
 
 from pipeline.delivery.breaker import Breakers, Change
 from pipeline.delivery.handler import DeliveryHandler, Output
 from pipeline.delivery.offsets import OffsetTracker
+from pipeline.delivery.ordering import OrderingBook, OrderingLog, park_until, queue_name
 from pipeline.delivery.ratelimit import RateLimiter
 from pipeline.delivery.record import Delivery
 from pipeline.endpoints.model import Endpoint
@@ -71,6 +76,11 @@ POLL_RECORDS = 500
 PRODUCE_BACKOFF_MAX = 5.0
 PENDING_PER_REQUEST = 5
 """Records a worker holds (taken, not finished) per request it may make at once."""
+
+
+class _NotDone(Exception):
+    """A job's results were not all acknowledged (the worker is stopping): its record stays
+    unfinished, so it is read again."""
 
 
 def sender_topics(settings: Settings) -> list[str]:
@@ -120,6 +130,16 @@ class Dispatcher(Service):
         self._last_commit = 0.0
         self._halting = False
         self._drain_seconds = settings.http_timeout + 5
+        self._tiers = sorted(set(settings.retry_schedule))
+        self._retry_topics = set(self._topics[1:])
+        self._book = OrderingBook()
+        self._ordering = OrderingLog(settings)
+        self._settled: dict[str, asyncio.Event] = {}
+        """Ordered queue → set when its head's attempt is over (wakes the ones waiting)."""
+        self._write_lock = asyncio.Lock()
+        self._queues_loaded = asyncio.Event()
+        """Clear while an assignment loads the ordered queues: records wait to be taken."""
+        self._queues_loaded.set()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -151,6 +171,7 @@ class Dispatcher(Service):
         await self._producer.start()
         if (load_health := getattr(self._health, "wait_ready_async", None)) is not None:
             await load_health(60.0)  # failure streaks carry on across restarts
+        await self._ordering.start()  # ordered queues: loaded at each assignment
         self._consumer.subscribe(self._topics, listener=_Rebalance(self))
         await self._consumer.start()
         self._loop_task = asyncio.ensure_future(self._consume())
@@ -166,6 +187,7 @@ class Dispatcher(Service):
         if self._consumer is not None:
             await self._release(set(self._owned))
             await self._consumer.stop()
+        await self._ordering.stop()
         if self._producer is not None:
             await self._producer.stop()
         log.info("sender stopped")
@@ -190,6 +212,7 @@ class Dispatcher(Service):
 
     async def _take(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
         """Start the record's job; False when the partition must not go on for now."""
+        await self._queues_loaded.wait()  # the fetcher may hand records over before that
         try:
             delivery: Delivery | None = Delivery.from_bytes(record.value or b"")
         except Exception as exc:
@@ -205,6 +228,8 @@ class Dispatcher(Service):
         self._tracker.start(tp, record.offset)
         if delivery is None:
             job = self._finish(tp, record.offset, None, self._outputs_of(bad))
+        elif (name := self._queue_of(delivery)) is not None:
+            job = self._take_ordered(tp, record, delivery, name)
         elif self._per_endpoint[delivery.endpoint_id] >= self._endpoint_cap:
             log.debug("endpoint busy; deferred", endpoint_id=delivery.endpoint_id)
             DEFERRED.inc()
@@ -222,6 +247,56 @@ class Dispatcher(Service):
         task.add_done_callback(self._jobs[tp].discard)
         return True
 
+    def _take_ordered(
+        self,
+        tp: TopicPartition,
+        record: ConsumerRecord[bytes, bytes],
+        delivery: Delivery,
+        name: str,
+    ) -> Coroutine[Any, Any, None]:
+        """The job of an ordered endpoint's delivery (see :meth:`_ordered`)."""
+        endpoint_id = delivery.endpoint_id
+        if (home := self._home(tp.topic, endpoint_id)) is not None and tp.partition != home:
+            # Sent again by another producer's partitioner (the API's send_again): move it to
+            # the endpoint's own partition, whose worker keeps the endpoint's queues.
+            moved = Output(tp.topic, endpoint_id.encode(), record.value or b"")
+            return self._finish(tp, record.offset, None, self._outputs_of([moved]))
+        # It joins its queue now, in take order (jobs may start later), deferred or not.
+        joined = self._book.enqueue(name, delivery.delivery_id)
+        if self._per_endpoint[endpoint_id] >= self._endpoint_cap:
+            DEFERRED.inc()
+            deferred = self._handler.defer(delivery)
+            return self._finish(tp, record.offset, None, self._written(name, joined, deferred))
+        self._per_endpoint[endpoint_id] += 1
+        return self._finish(tp, record.offset, endpoint_id, self._ordered(delivery, name, joined))
+
+    def _queue_of(self, delivery: Delivery) -> str | None:
+        """The ordered queue of the delivery; None when its endpoint is not ordered (or gone),
+        or the event belongs to no order. A delivery left in a queue from when its endpoint was
+        ordered leaves it, so it can never hold that order's later deliveries back."""
+        endpoint = self._handler.endpoint(delivery.endpoint_id)
+        ordered = endpoint is not None and endpoint.ordered
+        if not ordered and not len(self._book):
+            return None
+        key = delivery.order_key()
+        if key is None:
+            return None
+        name = queue_name(delivery.endpoint_id, key)
+        if ordered:
+            return name
+        if self._book.drop(name, delivery.delivery_id):
+            self._background_task(self._persist(name))
+        return None
+
+    def _home(self, topic: str, endpoint_id: str) -> int | None:
+        """The partition the endpoint's records go to (the producers' default partitioner)."""
+        assert self._consumer is not None
+        partitions: list[int] = sorted(self._consumer.partitions_for_topic(topic) or ())
+        if not partitions:
+            return None
+        index = (int(murmur2(endpoint_id.encode())) & 0x7FFFFFFF) % len(partitions)
+        return partitions[index]
+
     def _pause_until_due(self, tp: TopicPartition, offset: int, wait: float) -> None:
         assert self._consumer is not None
         self._consumer.seek(tp, offset)  # read it again when due; drops what was fetched past it
@@ -236,6 +311,91 @@ class Dispatcher(Service):
             self._consumer.resume(tp)
 
     # One record's job --------------------------------------------------------------------
+
+    async def _ordered(self, delivery: Delivery, name: str, joined: bool) -> list[Output]:
+        """An ordered endpoint's delivery: attempted only as the head of its order's queue.
+
+        Taken while the head's attempt is in flight, it waits for that attempt's end (take
+        order is not completion order); otherwise it is parked in a retry tier until the head
+        is due. Every change of the queue is acknowledged before the record is finished; the
+        head leaves the queue only once its own results (attempt log, dead letter) were."""
+        did = delivery.delivery_id
+        writes: list[asyncio.Future[bool]] = []
+        if joined:
+            writes.append(asyncio.ensure_future(self._persist(name)))
+        while True:
+            decision = self._book.decide(name, did)
+            if decision.changed:
+                writes.append(asyncio.ensure_future(self._persist(name)))
+            if decision.kind != "wait":
+                break
+            await self._settled.setdefault(name, asyncio.Event()).wait()
+            if self._halting:  # draining: no new attempts; the record is read again later
+                await asyncio.gather(*writes)
+                raise _NotDone
+        outputs: list[Output] = []
+        if decision.kind == "park":
+            now_ms = int(time.time() * 1000)
+            tier, not_before = park_until(now_ms, decision.head_due, self._tiers)
+            log.debug("ordered: parked behind its order's head", delivery_id=did, tier=tier)
+            outputs = self._handler.park(delivery, tier=tier, not_before=not_before)
+        else:
+            produced = False
+            try:
+                outputs = await self._attempt_ordered(delivery)
+                produced = await self._produce(outputs)
+            finally:
+                if produced and self._book.settle(name, did, self._retry_due(outputs, did)):
+                    writes.append(asyncio.ensure_future(self._persist(name)))
+                elif not produced:
+                    self._book.settle(name, did, int(time.time() * 1000))  # head, not busy
+                if (settled := self._settled.pop(name, None)) is not None:
+                    settled.set()
+            outputs = []  # produced already
+            if not produced:
+                raise _NotDone
+        if not all(await asyncio.gather(*writes)):
+            raise _NotDone
+        return outputs
+
+    async def _attempt_ordered(self, delivery: Delivery) -> list[Output]:
+        if not self._breakers.allow(delivery.endpoint_id):
+            BREAKER_SKIPS.inc()
+            return self._handler.defer(delivery, next_tier=True)
+        return await self._attempt(delivery)
+
+    def _retry_due(self, outputs: list[Output], delivery_id: str) -> int | None:
+        """When the delivery is tried again (its record in a retry tier); None: it is done."""
+        for output in outputs:
+            if output.topic in self._retry_topics:
+                retry = Delivery.from_bytes(output.value)
+                if retry.delivery_id == delivery_id:
+                    return retry.not_before
+        return None
+
+    async def _persist(self, name: str) -> bool:
+        """Write the queue as it is now to the ordering topic; True once acknowledged, False
+        when the worker stops first. Writes are sent one at a time, each with the state at
+        that moment, so the topic's last value for a queue is always its latest state."""
+        assert self._producer is not None
+        topic, key, backoff = self._ordering.topic, name.encode(), 0.1
+        while True:
+            try:
+                async with self._write_lock:
+                    ack = await self._producer.send(topic, self._book.snapshot(name), key=key)
+                await ack
+                return True
+            except KafkaError as exc:
+                if self._halting:
+                    return False
+                log.warning("writing an ordered queue failed; retrying", error=repr(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, PRODUCE_BACKOFF_MAX)
+
+    async def _written(self, name: str, changed: bool, outputs: list[Output]) -> list[Output]:
+        if changed and not await self._persist(name):
+            raise _NotDone
+        return outputs
 
     async def _attempt(self, delivery: Delivery) -> list[Output]:
         endpoint_id = delivery.endpoint_id
@@ -323,13 +483,15 @@ class Dispatcher(Service):
         try:
             if await self._produce(await outputs):
                 self._tracker.finish(tp, offset)
+        except _NotDone:
+            pass  # unfinished: read again after the restart or rebalance
         finally:
             self._taken.release()
             if endpoint_id is not None:
                 self._per_endpoint[endpoint_id] -= 1
                 if self._per_endpoint[endpoint_id] <= 0:
                     del self._per_endpoint[endpoint_id]
-                    del self._turns[endpoint_id]
+                    self._turns.pop(endpoint_id, None)  # none when it was only ever parked
 
     async def _produce(self, outputs: list[Output]) -> bool:
         """Produce and wait for the broker's acks, retrying while the broker is away.
@@ -399,8 +561,18 @@ class Dispatcher(Service):
         for tp in partitions:
             self._jobs.pop(tp, None)
 
-    def _assigned(self, partitions: set[TopicPartition]) -> None:
+    async def _assigned(self, partitions: set[TopicPartition]) -> None:
+        # The ordered queues as their last owners left them: every write acknowledged before
+        # now (they were, before those owners committed and let go) is read first.
+        self._queues_loaded.clear()
         self._owned |= partitions
+        try:
+            self._book.load(await self._ordering.catch_up())
+            log.info("ordered queues loaded", queues=len(self._book))
+        except (TimeoutError, KafkaError):
+            log.exception("ordered queues not loaded; ordering may be broken until reloaded")
+        finally:
+            self._queues_loaded.set()
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -411,7 +583,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._dispatcher._release(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._dispatcher._assigned(set(assigned))
+        await self._dispatcher._assigned(set(assigned))
 
 
 def _quarantine(

@@ -117,6 +117,12 @@ class DeliveryHandler:
         retry = delivery.replace(not_before=int((self._clock() + tier) * 1000))
         return [Output(retry_topic_name(self._settings, tier), _key(delivery), retry.to_bytes())]
 
+    def park(self, delivery: Delivery, *, tier: float, not_before: int) -> list[Output]:
+        """Hold an ordered endpoint's delivery in a retry tier, same attempt number, while an
+        earlier delivery of its order waits for a retry (see :mod:`~.ordering`)."""
+        parked = delivery.replace(not_before=not_before)
+        return [Output(retry_topic_name(self._settings, tier), _key(delivery), parked.to_bytes())]
+
     def _first_tier(self) -> float:
         return self._settings.retry_schedule[0] if self._settings.retry_schedule else 1.0
 

@@ -42,6 +42,9 @@ class Delivery:
     history: tuple[dict[str, Any], ...] = ()
     """Summaries of the attempts made so far (attempt, at, status, error)."""
     dead_letter_reason: str | None = None
+    ordering_key: str | None = None
+    """The event's ``data.order_id`` (set at fan-out): an ordered endpoint receives the
+    deliveries of one key in order. None: the event has no order (``endpoint.disabled``)."""
     replay: bool = False
     """Sent again by ``velourcity replay``: the webhook carries ``X-Velourcity-Replay: true``,
     so a receiver can tell a deliberate re-send from a retry (same ids either way)."""
@@ -58,6 +61,18 @@ class Delivery:
         fields = {k: v for k, v in fields.items() if k in known}
         fields["history"] = tuple(fields.get("history", ()))
         return cls(**fields)
+
+    def order_key(self) -> str | None:
+        """``ordering_key``, or else the body's ``data.order_id``: deliveries sent again from
+        the API's history (``fresh_delivery``) or written before the field existed lack it."""
+        if self.ordering_key is not None:
+            return self.ordering_key
+        try:
+            data = orjson.loads(self.body).get("data")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        key = data.get("order_id") if isinstance(data, dict) else None
+        return key if isinstance(key, str) and key else None
 
     def replace(self, **changes: Any) -> Delivery:
         return dataclasses.replace(self, **changes)

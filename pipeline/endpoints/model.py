@@ -47,6 +47,10 @@ class Endpoint:
     description: str = ""
     rate_limit: float | None = None
     """Attempts per second at most, all workers together (None: no limit of its own)."""
+    ordered: bool = False
+    """Strict per-order ordering: a later event of an order is not attempted before an earlier
+    one was delivered or dead-lettered (see :mod:`pipeline.delivery.ordering`). Off: best
+    effort, no event ever waits for another."""
     listen: bool = False
     """A ``velourcity listen`` session's endpoint: workers never POST to it; the session reads
     its deliveries from Kafka and forwards them to ``url``, a URL on the developer's machine."""
@@ -189,6 +193,7 @@ def new_endpoint(
     resolver: SyncResolver | None = None,
     listen: bool = False,
     rate_limit: float | None = None,
+    ordered: bool = False,
 ) -> Endpoint:
     """A validated new endpoint; raises :class:`InvalidEndpoint` naming the bad field.
 
@@ -201,6 +206,7 @@ def new_endpoint(
         url=url if listen else check_url(url, settings, resolver),
         listen=listen,
         rate_limit=check_rate_limit(rate_limit),
+        ordered=ordered,
         event_types=check_event_types(event_types),
         secret=check_secret(secret) if secret is not None else new_secret(),
         description=check_description(description),
