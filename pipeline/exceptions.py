@@ -22,6 +22,8 @@ Bugs are left as the built-in exceptions they are; nothing here wraps them.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ConfigurationError",
     "CorruptPayload",
@@ -93,7 +95,15 @@ class CorruptPayload(DecodeError):
 
 
 class PublishError(VelourcityError):
-    """The broker refused or did not acknowledge a produced record."""
+    """The broker refused or did not acknowledge a produced record. ``failed`` holds the ids
+    of the events not acknowledged, ``published`` what was (nothing is dropped unsaid)."""
+
+    def __init__(
+        self, message: str, *, failed: list[str] | None = None, published: list[Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.failed = failed or []
+        self.published = published or []
 
 
 class DeliveryOutcome(VelourcityError):

@@ -63,6 +63,9 @@ class Publisher:
         )
         self._published: list[Published] = []
         self._failures: list[str] = []
+        self._failed: list[str] = []
+        self._pending: dict[str, int] = {}
+        """Event id -> records of it not yet reported on (to name the unacknowledged)."""
 
     def encode(self, event: dict[str, Any]) -> tuple[str, bytes, bytes]:
         """Validate and encode ``event``; return ``(topic, key, value)``. Raises InvalidEvent."""
@@ -84,9 +87,17 @@ class Publisher:
             ("velourcity-event-id", event["id"].encode()),
         ]
 
+        event_id = event["id"]
+
         def on_delivery(error: KafkaError | None, message: Message) -> None:
+            left = self._pending.get(event_id, 1) - 1
+            if left > 0:
+                self._pending[event_id] = left
+            else:
+                self._pending.pop(event_id, None)
             if error is not None:
-                self._failures.append(f"{event['id']}: {error.str()}")
+                self._failures.append(f"{event_id}: {error.str()}")
+                self._failed.append(event_id)
             else:
                 self._published.append(
                     Published(
@@ -103,6 +114,7 @@ class Publisher:
                 self._producer.produce(
                     topic, value=value, key=key, headers=headers, on_delivery=on_delivery
                 )
+                self._pending[event_id] = self._pending.get(event_id, 0) + 1
                 break
             except BufferError:  # local queue full: let delivery reports drain it
                 self._producer.poll(0.1)
@@ -111,14 +123,17 @@ class Publisher:
     def flush(self, timeout: float = 130.0) -> list[Published]:
         """Wait for every buffered event; return what was acked, raise if any was not."""
         remaining = self._producer.flush(timeout)
-        published, failures = self._published, self._failures
-        self._published, self._failures = [], []
+        published, failures, failed = self._published, self._failures, self._failed
+        self._published, self._failures, self._failed = [], [], []
         if remaining:
             failures.append(f"{remaining} events still unacknowledged after {timeout}s")
+            failed += list(self._pending)  # still in the buffer: their report may come later
         if failures:
             raise PublishError(
                 f"{len(failures)} events were not acknowledged by the broker: "
-                + "; ".join(failures[:5])
+                + "; ".join(failures[:5]),
+                failed=failed,
+                published=published,
             )
         return published
 

@@ -60,8 +60,9 @@ class Settings(BaseSettings):
     )
     """Delays in seconds before each retry; attempts = len(retry_schedule) + 1."""
 
-    commit_interval: float = Field(default=1.0, gt=0)
-    """Seconds between offset commits: after a crash, at most about this much work repeats."""
+    commit_interval: float = Field(default=0.1, gt=0)
+    """Least seconds between offset commits (the sender commits as soon as records finish,
+    the fan-out on this timer): after a crash, about this much work repeats."""
 
     session_timeout: float = Field(default=10.0, ge=6)
     """Seconds before the group gives a silent (crashed) worker's partitions to the others."""

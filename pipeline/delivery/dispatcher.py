@@ -8,6 +8,8 @@ drives its own aiokafka consumer, because it needs three things a Faust agent do
   (attempt log, retry, dead letter) was acknowledged by the broker. A partition's committed
   offset is its lowest unfinished one (:class:`OffsetTracker`), so a slow request delays a
   commit, never another endpoint's delivery, and a crash never skips an unfinished record.
+  Commits follow finished work within ``commit_interval``, and the records finished past the
+  committed offset ride along as its metadata: the next owner does not do them again.
   (Faust acks out-of-order completions past records still in flight: faust-streaming #606.)
 * **Delays without holding records.** A retry record that is not due yet pauses its
   partition and seeks back to it; the partition resumes when the record is due. Records of a
@@ -39,9 +41,16 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+)
 from aiokafka.partitioner import murmur2
+from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
 from pipeline.delivery.breaker import Breakers, Change
@@ -76,6 +85,13 @@ POLL_RECORDS = 500
 PRODUCE_BACKOFF_MAX = 5.0
 PENDING_PER_REQUEST = 5
 """Records a worker holds (taken, not finished) per request it may make at once."""
+
+
+PRODUCER_BROKEN = (OutOfOrderSequenceNumber, InvalidProducerEpoch, ProducerFenced)
+"""Errors after which an idempotent producer never succeeds again (its sequence state no
+longer matches the broker's, e.g. after a broker restart with batches in flight): only a new
+producer does. Seen in the chaos suite's broker-restart scenario, where the sender retried
+with the broken producer forever and delivered nothing more."""
 
 
 class _NotDone(Exception):
@@ -128,6 +144,9 @@ class Dispatcher(Service):
         self._worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._background: set[asyncio.Future[Any]] = set()
         self._last_commit = 0.0
+        self._progress = asyncio.Event()
+        """Set when a record finished: the committer commits what moved."""
+        self._committer: asyncio.Task[None] | None = None
         self._halting = False
         self._drain_seconds = settings.http_timeout + 5
         self._tiers = sorted(set(settings.retry_schedule))
@@ -142,19 +161,15 @@ class Dispatcher(Service):
         self._queues_loaded.set()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._producer_lock = asyncio.Lock()
         self._loop_task: asyncio.Task[None] | None = None
 
     # Lifecycle (mode.Service) ------------------------------------------------------------
 
     async def on_start(self) -> None:
         settings = self._settings
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            max_request_size=8 * 1024 * 1024,
-        )
+        self._producer = self._new_producer()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=settings.group("velourcity-sender"),
@@ -169,18 +184,44 @@ class Dispatcher(Service):
             partition_assignment_strategy=(RangePartitionAssignor,),
         )
         await self._producer.start()
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await self._admin.start()
         if (load_health := getattr(self._health, "wait_ready_async", None)) is not None:
             await load_health(60.0)  # failure streaks carry on across restarts
         await self._ordering.start()  # ordered queues: loaded at each assignment
         self._consumer.subscribe(self._topics, listener=_Rebalance(self))
         await self._consumer.start()
         self._loop_task = asyncio.ensure_future(self._consume())
+        self._committer = asyncio.ensure_future(self._commit_progress())
         log.info("sender started", topics=self._topics)
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_request_size=8 * 1024 * 1024,
+        )
+
+    async def _replace_producer(self, broken: AIOKafkaProducer, exc: KafkaError) -> None:
+        """Swap a producer that can never succeed again (:data:`PRODUCER_BROKEN`) for a new
+        one; the sends it failed are retried with the new one (at least once)."""
+        async with self._producer_lock:
+            if self._producer is not broken:
+                return  # another job replaced it already
+            log.warning("producer broken; starting a new one", error=repr(exc))
+            fresh = self._new_producer()
+            await fresh.start()
+            self._producer = fresh
+        self._background_task(_stop_quietly(broken))
 
     async def on_stop(self) -> None:
         """Drain: no new attempts; in-flight ones finish (bounded by the HTTP timeout), their
         results are produced and their offsets committed; then leave the group."""
         self._halting = True
+        if self._committer is not None:
+            self._committer.cancel()
         if self._loop_task is not None:
             await asyncio.wait([self._loop_task], timeout=POLL_MS / 1000 + 1)
             self._loop_task.cancel()
@@ -188,6 +229,8 @@ class Dispatcher(Service):
             await self._release(set(self._owned))
             await self._consumer.stop()
         await self._ordering.stop()
+        if self._admin is not None:
+            await self._admin.close()
         if self._producer is not None:
             await self._producer.stop()
         log.info("sender stopped")
@@ -207,12 +250,14 @@ class Dispatcher(Service):
                 for record in records:
                     if not await self._take(tp, record):
                         break  # the partition is paused (or no longer ours): skip the rest
-            await self._commit(every=self._settings.commit_interval)
             self._report_lag()
 
     async def _take(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
         """Start the record's job; False when the partition must not go on for now."""
         await self._queues_loaded.wait()  # the fetcher may hand records over before that
+        if tp in self._owned and self._tracker.skip(tp, record.offset):
+            self._progress.set()  # its previous owner finished it: not done twice
+            return True
         try:
             delivery: Delivery | None = Delivery.from_bytes(record.value or b"")
         except Exception as exc:
@@ -380,14 +425,18 @@ class Dispatcher(Service):
         assert self._producer is not None
         topic, key, backoff = self._ordering.topic, name.encode(), 0.1
         while True:
+            producer = self._producer
             try:
                 async with self._write_lock:
-                    ack = await self._producer.send(topic, self._book.snapshot(name), key=key)
+                    ack = await producer.send(topic, self._book.snapshot(name), key=key)
                 await ack
                 return True
             except KafkaError as exc:
                 if self._halting:
                     return False
+                if isinstance(exc, PRODUCER_BROKEN):
+                    await self._replace_producer(producer, exc)
+                    continue
                 log.warning("writing an ordered queue failed; retrying", error=repr(exc))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, PRODUCE_BACKOFF_MAX)
@@ -483,6 +532,7 @@ class Dispatcher(Service):
         try:
             if await self._produce(await outputs):
                 self._tracker.finish(tp, offset)
+                self._progress.set()
         except _NotDone:
             pass  # unfinished: read again after the restart or rebalance
         finally:
@@ -499,9 +549,10 @@ class Dispatcher(Service):
         assert self._producer is not None
         backoff = 0.1
         while True:
+            producer = self._producer
             try:
                 acks = [
-                    await self._producer.send(
+                    await producer.send(
                         o.topic, o.value, key=o.key, headers=list(o.headers) or None
                     )
                     for o in outputs
@@ -512,11 +563,27 @@ class Dispatcher(Service):
                 if self._halting:
                     log.error("results not produced before stopping", error=repr(exc))
                     return False
+                if isinstance(exc, PRODUCER_BROKEN):
+                    await self._replace_producer(producer, exc)
+                    continue
                 log.warning("producing results failed; retrying", error=repr(exc), wait=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, PRODUCE_BACKOFF_MAX)
 
     # Commits and rebalances --------------------------------------------------------------
+
+    async def _commit_progress(self) -> None:
+        """Commit as soon as records finish, at most once per ``commit_interval``: what a
+        crash makes the next owner redo is the work of about one interval (plus the requests
+        in flight), so the interval is short (0.1 s by default)."""
+        while not self._halting:
+            await self._progress.wait()
+            self._progress.clear()
+            try:
+                await self._commit()
+            except Exception:  # never end the committer: the next commit catches up
+                log.exception("offset commit failed unexpectedly")
+            await asyncio.sleep(self._settings.commit_interval)
 
     async def _commit(
         self, *, every: float = 0.0, partitions: set[TopicPartition] | None = None
@@ -525,7 +592,10 @@ class Dispatcher(Service):
         if self._consumer is None or now - self._last_commit < every:
             return
         self._last_commit = now
-        offsets = self._tracker.to_commit(self._owned if partitions is None else partitions)
+        commits = self._tracker.to_commit_with_metadata(
+            self._owned if partitions is None else partitions
+        )
+        offsets = {tp: OffsetAndMetadata(o, metadata) for tp, (o, metadata) in commits.items()}
         if not offsets:
             return
         try:
@@ -533,7 +603,7 @@ class Dispatcher(Service):
         except KafkaError as exc:  # e.g. a rebalance is under way: the next commit catches up
             log.warning("offset commit failed", error=repr(exc))
             return
-        self._tracker.committed(offsets)
+        self._tracker.committed_with_metadata(commits)
 
     def _report_lag(self) -> None:
         assert self._consumer is not None
@@ -567,12 +637,31 @@ class Dispatcher(Service):
         self._queues_loaded.clear()
         self._owned |= partitions
         try:
+            await self._restore_offsets(partitions)
             self._book.load(await self._ordering.catch_up())
             log.info("ordered queues loaded", queues=len(self._book))
         except (TimeoutError, KafkaError):
             log.exception("ordered queues not loaded; ordering may be broken until reloaded")
         finally:
             self._queues_loaded.set()
+
+    async def _restore_offsets(self, partitions: set[TopicPartition]) -> None:
+        """Read the records the previous owners finished past their commits (the commit
+        metadata, see :mod:`pipeline.delivery.offsets`), so they are not done again."""
+        assert self._admin is not None
+        group = self._settings.group("velourcity-sender")
+        try:
+            committed = await self._admin.list_consumer_group_offsets(
+                group, partitions=sorted(partitions)
+            )
+        except KafkaError as exc:  # only costs duplicates: the records are done again
+            log.warning("committed offsets not read; finished ones redone", error=repr(exc))
+            return
+        for tp, meta in committed.items():
+            if tp in partitions:
+                self._tracker.restore(tp, meta.offset, meta.metadata)
+        if skipped := self._tracker.skipping(partitions):
+            log.info("records finished by the previous owners are not done again", count=skipped)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -584,6 +673,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._dispatcher._assigned(set(assigned))
+
+
+async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+    try:
+        await asyncio.wait_for(producer.stop(), 30)
+    except Exception as exc:  # a broken producer may fail to stop cleanly: it is dropped anyway
+        log.info("broken producer stopped uncleanly", error=repr(exc))
 
 
 def _quarantine(
