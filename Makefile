@@ -63,6 +63,14 @@ test: install browser ## Run every test, browser tests included (starts the loca
 test-unit: install ## Run the fast tests that need no broker
 	$(BIN)/pytest tests/unit
 
+.PHONY: chaos
+chaos: kafka ## Fault-injection suite, every scenario (about 15 min); table printed and saved in reliability/results/
+	$(BIN)/velourcity chaos --scenario all
+
+.PHONY: chaos-ci
+chaos-ci: kafka ## The chaos suite's short form (scenarios 1, 3, 4 with fewer events; about 2 minutes)
+	$(BIN)/pytest tests/chaos
+
 .PHONY: lint
 lint: install ## ruff and mypy
 	$(BIN)/ruff check pipeline tests

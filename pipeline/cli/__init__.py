@@ -7,6 +7,7 @@ import sys
 import typer
 
 from pipeline.cli import deliveries, dlq, endpoints, events, topics
+from pipeline.cli.chaos import chaos
 from pipeline.cli.listen import listen
 from pipeline.cli.receiver import receiver
 from pipeline.cli.replay import replay
@@ -29,6 +30,7 @@ app.command("receiver")(receiver)
 app.command("listen")(listen)
 app.command("demo")(demo)
 app.command("replay")(replay)
+app.command("chaos")(chaos)
 
 
 @app.command()
