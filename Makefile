@@ -63,6 +63,10 @@ test: install browser ## Run every test, browser tests included (starts the loca
 test-unit: install ## Run the fast tests that need no broker
 	$(BIN)/pytest tests/unit
 
+.PHONY: bench
+bench: kafka ## Run every benchmark scenario on the local broker (about 14 min); report in benchmarks/results/
+	$(BIN)/velourcity bench --scenario all
+
 .PHONY: chaos
 chaos: kafka ## Fault-injection suite, every scenario (about 15 min); table printed and saved in reliability/results/
 	$(BIN)/velourcity chaos --scenario all

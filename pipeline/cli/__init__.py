@@ -7,6 +7,7 @@ import sys
 import typer
 
 from pipeline.cli import deliveries, dlq, endpoints, events, topics
+from pipeline.cli.bench import bench
 from pipeline.cli.chaos import chaos
 from pipeline.cli.listen import listen
 from pipeline.cli.receiver import receiver
@@ -30,6 +31,7 @@ app.command("receiver")(receiver)
 app.command("listen")(listen)
 app.command("demo")(demo)
 app.command("replay")(replay)
+app.command("bench")(bench)
 app.command("chaos")(chaos)
 
 

@@ -1,0 +1,124 @@
+"""Benchmarks (``velourcity bench``): how fast, how much CPU, and how far from this machine's
+limits. Scenarios live in :mod:`~pipeline.bench.scenarios`, the limits in
+:mod:`~pipeline.bench.limits`, the report in :mod:`~pipeline.bench.report`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline.bench import report
+from pipeline.bench.limits import kafka_rate
+from pipeline.bench.scenarios import SCENARIOS, Options
+from pipeline.bench.stack import ReceiverProcess, cpu_seconds
+from pipeline.settings import Settings
+
+HTTP_CLIENT_CONNECTIONS = 10
+"""Connections the client ceilings use: one endpoint's requests in flight from one worker."""
+
+
+def measure_limits(
+    bootstrap: str, seconds: float, log_dir: Path, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """The raw Kafka rate, the receiver's ceiling, and httpx's and aiohttp's against it."""
+    progress("limits: raw Kafka produce → consume")
+    raw = kafka_rate(Settings(kafka_bootstrap=bootstrap, topic_prefix="bench-"), seconds=seconds)
+    limits: dict[str, Any] = {"kafka_records_per_second": round(raw["records_per_second"], 1)}
+    log_dir.mkdir(parents=True, exist_ok=True)
+    receiver = ReceiverProcess(log_dir / "limits-receiver.log")
+    try:
+        for client, connections, key in (
+            ("raw", 64, "receiver_requests_per_second"),
+            ("httpx", HTTP_CLIENT_CONNECTIONS, "httpx_requests_per_second"),
+            ("aiohttp", HTTP_CLIENT_CONNECTIONS, "aiohttp_requests_per_second"),
+        ):
+            progress(f"limits: {client} client → receiver, {connections} connections")
+            before = cpu_seconds(receiver.process.pid)
+            started = time.monotonic()
+            done = subprocess.run(  # noqa: S603 (our own interpreter and module)
+                [
+                    sys.executable,
+                    "-m",
+                    "pipeline.bench.limits",
+                    "hammer",
+                    "--url",
+                    receiver.url("ok", "limit"),
+                    "--seconds",
+                    str(seconds),
+                    "--connections",
+                    str(connections),
+                    "--client",
+                    client,
+                ],
+                capture_output=True,
+                check=True,
+                timeout=seconds + 60,
+            )
+            busy = (cpu_seconds(receiver.process.pid) - before) / (time.monotonic() - started)
+            rate = orjson.loads(done.stdout.splitlines()[-1])["requests_per_second"]
+            limits[key] = round(rate, 1)
+            if client == "raw":
+                limits["receiver_cpu_cores_at_ceiling"] = round(busy, 2)
+    finally:
+        receiver.stop()
+    limits["http_client_connections"] = HTTP_CLIENT_CONNECTIONS
+    return limits
+
+
+def run_bench(
+    scenario: str,
+    *,
+    duration: float,
+    workers: int,
+    bootstrap: str,
+    out: Path,
+    command: str,
+    http_client: str = "httpx",
+    uvloop: bool = False,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run one scenario (or ``all``), measure the limits, write the report; return it."""
+    names = list(SCENARIOS) if scenario == "all" else [scenario]
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    machine = report.machine()
+    log_dir = Path(tempfile.mkdtemp(prefix="velourcity-bench-"))
+    progress(f"logs: {log_dir}")
+    options = Options(bootstrap, duration, workers, log_dir, progress, http_client, uvloop)
+    limits = measure_limits(bootstrap, min(duration, 10.0), log_dir, progress)
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        progress(f"{name}: starting")
+        results[name] = SCENARIOS[name](options)
+        progress(f"{name}: {results[name]['deliveries_per_second']:,} deliveries/s")
+    result: dict[str, Any] = {
+        "scenario": scenario,
+        "duration_s": duration,
+        "workers": workers,
+        "http_client": http_client,
+        "worker_event_loop": "uvloop" if uvloop else "asyncio",
+        "command": command,
+        "started_at": started_at,
+        **report.headline(results),
+        "rates": {name: r.get("offered_rate") for name, r in results.items()},
+        "machine": machine,
+        "versions": report.versions(),
+        "limits": limits,
+        "ratios": report.ratios(results, limits),
+        "targets": report.targets(results),
+        "scenarios": results,
+        "logs": str(log_dir),
+    }
+    result["files"] = report.write(result, out)
+    return result
+
+
+__all__ = ["SCENARIOS", "measure_limits", "run_bench"]

@@ -1,0 +1,223 @@
+"""One benchmark stack on the running broker: its own topic prefix and topics, ``velourcity
+worker`` processes, the fast receiver in its own process, endpoints, and the CPU and memory
+the pipeline's processes use (read from ``/proc``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka.admin import AdminClient
+
+from pipeline.bench.receiver import Record
+from pipeline.endpoints.model import Endpoint, new_endpoint
+from pipeline.endpoints.store import EndpointWriter
+from pipeline.settings import Settings
+from pipeline.topics import create_topics, pipeline_topics, retry_topic_name
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine spent busy so far (``/proc/stat``)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set (VmHWM), in MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process these settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        elif hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"VELOURCITY_{name.upper()}"] = str(value)
+    return env
+
+
+class ReceiverProcess:
+    """The fast receiver (:mod:`pipeline.bench.receiver`) in a process of its own."""
+
+    def __init__(self, log_path: Path) -> None:
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.bench.receiver", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+        )
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline().strip() or 0)
+        if not self.port:
+            raise RuntimeError(f"the bench receiver did not start; see {log_path}")
+        self._read = 0
+        self.records: list[Record] = []
+
+    def url(self, mode: str, tag: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{mode}/{tag}"
+
+    def _get(self, path: str) -> bytes:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request("GET", path)
+            return conn.getresponse().read()
+        finally:
+            conn.close()
+
+    def received(self) -> int:
+        return int(orjson.loads(self._get("/_stats"))["received"])
+
+    def collect(self) -> list[Record]:
+        """Every record so far (fetched incrementally)."""
+        body = self._get(f"/_dump?from={self._read}")
+        new = [tuple(orjson.loads(line)) for line in body.splitlines() if line]
+        self.records.extend(new)
+        self._read += len(new)
+        return self.records
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+
+
+@dataclass
+class Stack:
+    """Topics, workers and endpoints of one scenario, under a prefix of its own."""
+
+    settings: Settings
+    log_dir: Path
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, bootstrap: str, log_dir: Path, **overrides: Any) -> Stack:
+        values: dict[str, Any] = {
+            "kafka_bootstrap": bootstrap,
+            "topic_prefix": f"bench{uuid.uuid4().hex[:8]}-",
+            "allowed_networks": "127.0.0.0/8",
+            "metrics_port": 0,
+        } | overrides
+        settings = Settings(**values)
+        create_topics(settings)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        return cls(settings=settings, log_dir=log_dir)
+
+    def start_workers(self, count: int, http_client: str = "httpx", uvloop: bool = False) -> None:
+        """``velourcity worker`` processes; with ``http_client="aiohttp"`` or ``uvloop``, the
+        same worker with the experimental variant (:mod:`pipeline.bench.worker`)."""
+        command = [str(Path(sys.executable).with_name("velourcity")), "worker"]
+        if http_client != "httpx" or uvloop:
+            command = [sys.executable, "-m", "pipeline.bench.worker", "--http-client", http_client]
+            command += ["--uvloop"] if uvloop else []
+        for index in range(count):
+            log = (self.log_dir / f"worker-{index}.log").open("wb")
+            self.workers.append(
+                subprocess.Popen(  # noqa: S603 (our own entry point)
+                    command,
+                    env=settings_env(self.settings),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.log_dir,
+                )
+            )
+            log.close()
+
+    def endpoint(self, account_id: str, url: str) -> Endpoint:
+        endpoint = new_endpoint(self.settings, account_id=account_id, url=url)
+        EndpointWriter(self.settings).put(endpoint)
+        return endpoint
+
+    def retry_records(self) -> int:
+        """Records written to the retry tiers so far (retries, and deliveries deferred there
+        because their endpoint had too many taken: ``endpoint_max_in_flight`` + ``_queued``)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer(
+            {"bootstrap.servers": self.settings.kafka_bootstrap, "group.id": "bench-watermarks"}
+        )
+        total = 0
+        try:
+            for delay in sorted(set(self.settings.retry_schedule)):
+                topic = retry_topic_name(self.settings, delay)
+                for partition in range(self.settings.delivery_partitions):
+                    low, high = consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=10
+                    )
+                    total += high - low
+        finally:
+            consumer.close()
+        return total
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(w.pid) for w in self.workers)
+
+    def peak_rss_mb(self) -> float:
+        return sum(peak_rss_mb(w.pid) for w in self.workers)
+
+    def check_alive(self) -> None:
+        for index, worker in enumerate(self.workers):
+            if worker.poll() is not None:
+                log = (self.log_dir / f"worker-{index}.log").read_text(errors="replace")
+                raise RuntimeError(f"worker {index} exited ({worker.returncode}):\n{log[-3000:]}")
+
+    def close(self) -> None:
+        for worker in self.workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for worker in self.workers:
+            try:
+                worker.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(10)
+        names = [spec.name for spec in pipeline_topics(self.settings)]
+        with contextlib.suppress(Exception):  # best effort: a leftover topic costs only disk
+            for future in (
+                AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+                .delete_topics(names, operation_timeout=30)
+                .values()
+            ):
+                future.result(30)

@@ -1,0 +1,72 @@
+"""``velourcity bench``: the benchmarks of issue 8 against the running broker."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from pipeline.bench.scenarios import SCENARIOS
+
+
+def bench(
+    scenario: Annotated[
+        str,
+        typer.Option("--scenario", help=f"One of: {', '.join(SCENARIOS)}, or 'all'."),
+    ] = "all",
+    duration: Annotated[
+        float, typer.Option(min=1, help="Seconds of load per phase (a latency rate is one).")
+    ] = 30.0,
+    workers: Annotated[int, typer.Option(min=1, help="`velourcity worker` processes.")] = 1,
+    http_client: Annotated[
+        str,
+        typer.Option(
+            help="The workers' HTTP transport: httpx (production) or aiohttp (experimental)."
+        ),
+    ] = "httpx",
+    uvloop: Annotated[
+        bool, typer.Option("--uvloop", help="Run the workers on uvloop (experimental).")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as one JSON object, last.")
+    ] = False,
+    out: Annotated[
+        Path, typer.Option(help="Where latest.json, latest.md and the plot are written.")
+    ] = Path("benchmarks/results"),
+) -> None:
+    """Measure throughput, latency, CPU and memory on the running broker
+    (VELOURCITY_KAFKA_BOOTSTRAP) with the pipeline's own workers and a fast local receiver;
+    write the report under --out."""
+    from pipeline.bench import run_bench  # imports the scenarios' machinery only here
+    from pipeline.settings import load_settings
+
+    if scenario != "all" and scenario not in SCENARIOS:
+        choices = ", ".join(SCENARIOS)
+        raise typer.BadParameter(f"unknown scenario {scenario!r}; one of: {choices}, all")
+
+    if http_client not in ("httpx", "aiohttp"):
+        raise typer.BadParameter(f"--http-client is httpx or aiohttp, not {http_client!r}")
+
+    def progress(line: str) -> None:
+        typer.echo(line, err=as_json)
+
+    result = run_bench(
+        scenario,
+        duration=duration,
+        workers=workers,
+        bootstrap=load_settings().kafka_bootstrap,
+        out=out,
+        command="velourcity " + shlex.join(sys.argv[1:]),
+        http_client=http_client,
+        uvloop=uvloop,
+        progress=progress,
+    )
+    if as_json:
+        typer.echo(orjson.dumps(result).decode())
+    else:
+        typer.echo(Path(result["files"]["markdown"]).read_text())
+        typer.echo(f"report: {', '.join(result['files'].values())}")
