@@ -7,6 +7,7 @@ Nothing reads the environment at import time: call :func:`load_settings` (or bui
 from __future__ import annotations
 
 import ipaddress
+import os
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -109,6 +110,21 @@ class Settings(BaseSettings):
     def group(self, name: str) -> str:
         """The full id of a consumer group or app, with the prefix."""
         return f"{self.topic_prefix}{name}"
+
+    def as_environment(self) -> dict[str, str]:
+        """The environment (this process's, plus ``VELOURCITY_*``) that gives a child process
+        these settings: the tests, the demo, the benchmark and the chaos suite start workers
+        with it."""
+        env = dict(os.environ)
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, list):
+                value = ",".join(str(v) for v in value)
+            elif isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"VELOURCITY_{name.upper()}"] = str(value)
+        return env
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -214,16 +214,7 @@ def receiver_factory() -> Iterator[Callable[..., Receiver]]:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process these settings."""
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, list):
-            value = ",".join(str(v) for v in value)
-        elif hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"VELOURCITY_{name.upper()}"] = str(value)
-    return env
+    return settings.as_environment()
 
 
 @dataclass

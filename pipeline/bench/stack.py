@@ -59,20 +59,6 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a child process these settings."""
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, list):
-            value = ",".join(str(v) for v in value)
-        elif hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"VELOURCITY_{name.upper()}"] = str(value)
-    return env
-
-
 class ReceiverProcess:
     """The fast receiver (:mod:`pipeline.bench.receiver`) in a process of its own."""
 
@@ -156,7 +142,7 @@ class Stack:
             self.workers.append(
                 subprocess.Popen(  # noqa: S603 (our own entry point)
                     command,
-                    env=settings_env(self.settings),
+                    env=self.settings.as_environment(),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=self.log_dir,

@@ -17,7 +17,7 @@ import httpx
 
 from pipeline.chaos.report import Tally
 from pipeline.chaos.scenarios import Options, publish
-from pipeline.chaos.stack import Stack, TrackedPublisher, settings_env, stack
+from pipeline.chaos.stack import Stack, TrackedPublisher, stack
 
 ADMIN_TOKEN = "chaos-admin-token"  # noqa: S105 (a throwaway stack's own token)
 _PYTHON_CLI = "from pipeline.cli import main; main()"
@@ -33,7 +33,7 @@ class _Api:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(  # noqa: S603 (our own CLI)
                 [sys.executable, "-c", _PYTHON_CLI, "api", "--port", str(self.port)],
-                env=settings_env(run.settings),
+                env=run.settings.as_environment(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -5,7 +5,6 @@ broker's delivery reports."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -32,20 +31,6 @@ from pipeline.settings import Settings
 from pipeline.topics import create_topics
 
 _PYTHON_CLI = "from pipeline.cli import main; main()"
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a child process these settings."""
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, list):
-            value = ",".join(str(v) for v in value)
-        elif hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"VELOURCITY_{name.upper()}"] = str(value)
-    return env
 
 
 @dataclass
@@ -247,7 +232,7 @@ class Stack:
             with log_path.open("wb") as log:
                 process = subprocess.Popen(  # noqa: S603 (our own CLI)
                     [sys.executable, "-c", _PYTHON_CLI, "worker"],
-                    env=settings_env(self.settings),
+                    env=self.settings.as_environment(),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=self.directory,
