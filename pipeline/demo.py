@@ -31,6 +31,7 @@ from pipeline.endpoints import EndpointWriter, new_endpoint, new_secret
 from pipeline.events import EVENT_TYPES
 from pipeline.events.samples import sample_event
 from pipeline.exceptions import VelourcityError
+from pipeline.processes import stop_process
 from pipeline.publisher import Publisher
 from pipeline.settings import Settings, load_settings
 from pipeline.topics import ATTEMPTS, create_topics
@@ -156,19 +157,9 @@ def _start_worker(env: dict[str, str], log_path: Path, stack: ExitStack) -> subp
             cwd=log_path.parent,
             start_new_session=True,  # Ctrl-C reaches the demo only; it stops the worker itself
         )
-    stack.callback(_stop_worker, process)
+    stack.callback(stop_process, process)
     _say(f"worker started (pid {process.pid}); its log: {log_path}")
     return process
-
-
-def _stop_worker(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:

@@ -7,7 +7,6 @@ Docker engine answers; else the project's own local broker (``scripts/kafka.sh u
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.processes import stop_process
 from pipeline.settings import Settings
 from pipeline.topics import create_topics
 
@@ -226,14 +226,7 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        return self.process.returncode
+        return stop_process(self.process, timeout)
 
     def kill(self) -> None:
         self.process.kill()

@@ -23,6 +23,7 @@ from confluent_kafka.admin import AdminClient
 from pipeline.bench.receiver import Record
 from pipeline.endpoints.model import Endpoint, new_endpoint
 from pipeline.endpoints.store import EndpointWriter
+from pipeline.processes import stop_process
 from pipeline.settings import Settings
 from pipeline.topics import create_topics, pipeline_topics, retry_topic_name
 
@@ -99,13 +100,7 @@ class ReceiverProcess:
         return self.records
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process, 10)
         self._log.close()
 
 

@@ -18,6 +18,7 @@ import httpx
 from pipeline.chaos.report import Tally
 from pipeline.chaos.scenarios import Options, publish
 from pipeline.chaos.stack import Stack, TrackedPublisher, stack
+from pipeline.processes import stop_process
 
 ADMIN_TOKEN = "chaos-admin-token"  # noqa: S105 (a throwaway stack's own token)
 _PYTHON_CLI = "from pipeline.cli import main; main()"
@@ -70,13 +71,7 @@ class _Api:
 
     def stop(self) -> None:
         self.client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, 15)
 
 
 def _bearer(token: str) -> dict[str, str]:

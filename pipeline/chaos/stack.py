@@ -26,6 +26,7 @@ from pipeline.chaos.receiver import Mode
 from pipeline.endpoints import EndpointWriter, new_endpoint
 from pipeline.events.samples import sample_event
 from pipeline.exceptions import PublishError
+from pipeline.processes import stop_process
 from pipeline.publisher import Publisher
 from pipeline.settings import Settings
 from pipeline.topics import create_topics
@@ -46,14 +47,7 @@ class Worker:
         self.process.wait(10)
 
     def stop(self, timeout: float = 40.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        return self.process.returncode
+        return stop_process(self.process, timeout)
 
 
 class ReceiverProcess:
@@ -92,13 +86,7 @@ class ReceiverProcess:
         return self._control("GET", "/stats")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, 10)
         if self.process.stdout is not None:
             self.process.stdout.close()
         self._log.close()
