@@ -40,6 +40,10 @@ DEFERRED = Counter(
     "velourcity_deferred",
     "Deliveries deferred to the first retry tier because their endpoint had its full share.",
 )
+COPIES_SKIPPED = Counter(
+    "velourcity_copies_skipped",
+    "Deliveries the fan-out wrote again (after a crash or rebalance), not sent again.",
+)
 BREAKER_SKIPS = Counter(
     "velourcity_breaker_skips",
     "Deliveries not attempted because their endpoint's circuit breaker was open.",

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     session_timeout: float = Field(default=10.0, ge=6)
     """Seconds before the group gives a silent (crashed) worker's partitions to the others."""
 
+    duplicate_window: float = Field(default=120.0, ge=0)
+    """Seconds the sender remembers the deliveries the fan-out wrote: one the fan-out writes
+    again within it (after a crash or rebalance) is not sent again. 0 turns that off."""
+
     history_retention_days: float = Field(default=30.0, gt=0)
     """How long delivery history (the attempts and deliveries topics) is kept and shown."""
 

@@ -36,6 +36,12 @@ def retry_topic_name(settings: Settings, delay_seconds: float) -> str:
     return settings.topic(f"{DELIVERIES}.retry.{delay_seconds:g}s")
 
 
+def retry_tiers(settings: Settings) -> list[float]:
+    """The delays of the retry tier topics, shortest first: the retry schedule's, and the
+    breaker's cool-down, where deliveries wait behind an open breaker for its probe."""
+    return sorted(set(settings.retry_schedule) | {settings.breaker_cooldown})
+
+
 def pipeline_topics(settings: Settings) -> list[TopicSpec]:
     t = settings.topic
     history = {"retention.ms": str(int(settings.history_retention_days * 86_400_000))}
@@ -67,7 +73,7 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(name=t(DEAD_LETTERS), partitions=settings.internal_partitions),
         TopicSpec(name=t(QUARANTINE), partitions=settings.internal_partitions),
     ]
-    for delay in sorted(set(settings.retry_schedule)):
+    for delay in retry_tiers(settings):
         specs.append(
             TopicSpec(
                 name=retry_topic_name(settings, delay), partitions=settings.delivery_partitions

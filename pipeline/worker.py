@@ -24,6 +24,7 @@ import faust
 import structlog
 from faust.types import EventT, StreamT
 
+from pipeline.delivery.copies import FANOUT_HEADER
 from pipeline.delivery.dispatcher import Dispatcher
 from pipeline.delivery.handler import DeliveryHandler, Output
 from pipeline.delivery.sender import HttpSender
@@ -83,7 +84,13 @@ def create_app(settings: Settings, *, endpoints: EndpointCache) -> faust.App:
                 outputs.append(_quarantine(settings, event, reason, exc))
                 continue
             outputs.extend(
-                Output(deliveries_topic, d.endpoint_id.encode(), d.to_bytes()) for d in deliveries
+                Output(
+                    deliveries_topic,
+                    d.endpoint_id.encode(),
+                    d.to_bytes(),
+                    ((FANOUT_HEADER, d.delivery_id.encode()),),  # its copies are not sent again
+                )
+                for d in deliveries
             )
         return outputs
 

@@ -25,7 +25,7 @@ from pipeline.endpoints.model import Endpoint, new_endpoint
 from pipeline.endpoints.store import EndpointWriter
 from pipeline.processes import stop_process
 from pipeline.settings import Settings
-from pipeline.topics import create_topics, pipeline_topics, retry_topic_name
+from pipeline.topics import create_topics, pipeline_topics, retry_tiers, retry_topic_name
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -160,7 +160,7 @@ class Stack:
         )
         total = 0
         try:
-            for delay in sorted(set(self.settings.retry_schedule)):
+            for delay in retry_tiers(self.settings):
                 topic = retry_topic_name(self.settings, delay)
                 for partition in range(self.settings.delivery_partitions):
                     low, high = consumer.get_watermark_offsets(

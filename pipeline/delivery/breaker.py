@@ -5,10 +5,11 @@ closed ──(``failures`` failed attempts in a row)──▶ open ──(``cool
   ▲                                                  ▲                                 │
   └───────────────(the probe succeeds)───────────────┴──────(the probe fails)──────────┘
 
-While open, deliveries skip the HTTP attempt and wait in the next retry tier without using an
-attempt: a dead endpoint costs no requests and no retries, and its deliveries are all still
-there when it comes back. Each worker keeps its own breakers; an endpoint's traffic is handled
-by one worker at a time (see the dispatcher), so one breaker sees all of its attempts.
+While open, deliveries skip the HTTP attempt and wait in a retry tier until the probe is due
+(:meth:`Breakers.wait`), without using an attempt: a dead endpoint costs no requests and no
+retries, and its deliveries are all still there when it comes back. Each worker keeps its own
+breakers; an endpoint's traffic is handled by one worker at a time (see the dispatcher), so
+one breaker sees all of its attempts.
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ class Breakers:
             breaker.probing = True
             return True
         return False
+
+    def wait(self, endpoint_id: str) -> float:
+        """Seconds until the breaker lets a probe through; 0 when it would now (or a probe is
+        in flight: its outcome is not known yet)."""
+        breaker = self._breakers.get(endpoint_id)
+        if breaker is None or breaker.state != "open":
+            return 0.0
+        return max(0.0, breaker.opened_at + self._cooldown - self._clock())
 
     def record(self, endpoint_id: str, ok: bool) -> None:
         """The outcome of an attempt that :meth:`allow` let through."""

@@ -54,6 +54,7 @@ from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
 from pipeline.delivery.breaker import Breakers, Change
+from pipeline.delivery.copies import RecentFanouts, fanout_id, read_back
 from pipeline.delivery.handler import DeliveryHandler, Output
 from pipeline.delivery.offsets import OffsetTracker
 from pipeline.delivery.ordering import OrderingBook, OrderingLog, park_until, queue_name
@@ -66,12 +67,13 @@ from pipeline.observability import (
     BREAKER_SKIPS,
     BREAKERS_OPEN,
     CONSUMER_LAG,
+    COPIES_SKIPPED,
     DEFERRED,
     ENDPOINTS_DISABLED,
     QUARANTINED,
 )
 from pipeline.settings import Settings
-from pipeline.topics import DELIVERIES, ENDPOINT_HEALTH, retry_topic_name
+from pipeline.topics import DELIVERIES, ENDPOINT_HEALTH, retry_tiers, retry_topic_name
 
 log = structlog.get_logger(__name__)
 
@@ -100,8 +102,9 @@ class _NotDone(Exception):
 
 
 def sender_topics(settings: Settings) -> list[str]:
-    tiers = sorted(set(settings.retry_schedule))
-    return [settings.topic(DELIVERIES)] + [retry_topic_name(settings, d) for d in tiers]
+    return [settings.topic(DELIVERIES)] + [
+        retry_topic_name(settings, d) for d in retry_tiers(settings)
+    ]
 
 
 class Dispatcher(Service):
@@ -132,6 +135,9 @@ class Dispatcher(Service):
         self._turns: dict[str, asyncio.Semaphore] = {}
         """Each endpoint's own limit on requests in flight."""
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._window_ms = int(settings.duplicate_window * 1000)
+        self._fanouts: RecentFanouts[TopicPartition] = RecentFanouts(self._window_ms)
+        self._deliveries_topic = settings.topic(DELIVERIES)
         self._owned: set[TopicPartition] = set()
         self._jobs: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         self._resume_at: dict[TopicPartition, asyncio.TimerHandle] = {}
@@ -149,7 +155,7 @@ class Dispatcher(Service):
         self._committer: asyncio.Task[None] | None = None
         self._halting = False
         self._drain_seconds = settings.http_timeout + 5
-        self._tiers = sorted(set(settings.retry_schedule))
+        self._tiers = retry_tiers(settings)
         self._retry_topics = set(self._topics[1:])
         self._book = OrderingBook()
         self._ordering = OrderingLog(settings)
@@ -162,6 +168,8 @@ class Dispatcher(Service):
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        self._reader: AIOKafkaConsumer | None = None
+        """Reads the recent fan-out records back at assignment (:mod:`.copies`)."""
         self._producer_lock = asyncio.Lock()
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -186,6 +194,10 @@ class Dispatcher(Service):
         await self._producer.start()
         self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
         await self._admin.start()
+        self._reader = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
+        )
+        await self._reader.start()
         if (load_health := getattr(self._health, "wait_ready_async", None)) is not None:
             await load_health(60.0)  # failure streaks carry on across restarts
         await self._ordering.start()  # ordered queues: loaded at each assignment
@@ -231,6 +243,8 @@ class Dispatcher(Service):
         await self._ordering.stop()
         if self._admin is not None:
             await self._admin.close()
+        if self._reader is not None:
+            await self._reader.stop()
         if self._producer is not None:
             await self._producer.stop()
         log.info("sender stopped")
@@ -255,6 +269,13 @@ class Dispatcher(Service):
     async def _take(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
         """Start the record's job; False when the partition must not go on for now."""
         await self._queues_loaded.wait()  # the fetcher may hand records over before that
+        if tp in self._owned and self._is_copy(tp, record):  # owned: read back already
+            COPIES_SKIPPED.inc()
+            if not self._tracker.skip(tp, record.offset):
+                self._tracker.start(tp, record.offset)
+                self._tracker.finish(tp, record.offset)
+            self._progress.set()
+            return True
         if tp in self._owned and self._tracker.skip(tp, record.offset):
             self._progress.set()  # its previous owner finished it: not done twice
             return True
@@ -282,7 +303,7 @@ class Dispatcher(Service):
             job = self._finish(tp, record.offset, None, self._outputs_of(deferred))
         elif not self._breakers.allow(delivery.endpoint_id):
             BREAKER_SKIPS.inc()
-            skipped = self._handler.defer(delivery, next_tier=True)
+            skipped = self._behind_breaker(delivery)
             job = self._finish(tp, record.offset, None, self._outputs_of(skipped))
         else:
             self._per_endpoint[delivery.endpoint_id] += 1
@@ -314,6 +335,15 @@ class Dispatcher(Service):
             return self._finish(tp, record.offset, None, self._written(name, joined, deferred))
         self._per_endpoint[endpoint_id] += 1
         return self._finish(tp, record.offset, endpoint_id, self._ordered(delivery, name, joined))
+
+    def _is_copy(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """A delivery the fan-out wrote again, after a crash or a rebalance (:mod:`.copies`)."""
+        if tp.topic != self._deliveries_topic:
+            return False
+        delivery_id = fanout_id(record.headers)
+        return delivery_id is not None and self._fanouts.is_copy(
+            tp, delivery_id, record.offset, record.timestamp
+        )
 
     def _queue_of(self, delivery: Delivery) -> str | None:
         """The ordered queue of the delivery; None when its endpoint is not ordered (or gone),
@@ -406,8 +436,13 @@ class Dispatcher(Service):
     async def _attempt_ordered(self, delivery: Delivery) -> list[Output]:
         if not self._breakers.allow(delivery.endpoint_id):
             BREAKER_SKIPS.inc()
-            return self._handler.defer(delivery, next_tier=True)
+            return self._behind_breaker(delivery)
         return await self._attempt(delivery)
+
+    def _behind_breaker(self, delivery: Delivery) -> list[Output]:
+        return self._handler.defer(
+            delivery, behind_breaker=self._breakers.wait(delivery.endpoint_id)
+        )
 
     def _retry_due(self, outputs: list[Output], delivery_id: str) -> int | None:
         """When the delivery is tried again (its record in a retry tier); None: it is done."""
@@ -454,7 +489,7 @@ class Dispatcher(Service):
             async with turn:
                 if self._breakers.state(endpoint_id) == "open":  # opened while this one queued
                     BREAKER_SKIPS.inc()
-                    return self._handler.defer(delivery, next_tier=True)
+                    return self._behind_breaker(delivery)
                 endpoint = self._handler.endpoint(endpoint_id)
                 if endpoint is not None and endpoint.rate_limit:
                     await self._limiter.wait(endpoint_id, endpoint.rate_limit)
@@ -628,6 +663,7 @@ class Dispatcher(Service):
                 log.warning("attempts unfinished at hand-over; redone later", count=len(late))
         await self._commit(partitions=partitions)
         self._tracker.forget(partitions)
+        self._fanouts.forget(partitions)
         for tp in partitions:
             self._jobs.pop(tp, None)
 
@@ -637,7 +673,8 @@ class Dispatcher(Service):
         self._queues_loaded.clear()
         self._owned |= partitions
         try:
-            await self._restore_offsets(partitions)
+            starts = await self._restore_offsets(partitions)
+            await self._read_back_fanouts(starts)
             self._book.load(await self._ordering.catch_up())
             log.info("ordered queues loaded", queues=len(self._book))
         except (TimeoutError, KafkaError):
@@ -645,9 +682,10 @@ class Dispatcher(Service):
         finally:
             self._queues_loaded.set()
 
-    async def _restore_offsets(self, partitions: set[TopicPartition]) -> None:
+    async def _restore_offsets(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
         """Read the records the previous owners finished past their commits (the commit
-        metadata, see :mod:`pipeline.delivery.offsets`), so they are not done again."""
+        metadata, see :mod:`pipeline.delivery.offsets`), so they are not done again. Returns
+        the committed offsets (where reading starts)."""
         assert self._admin is not None
         group = self._settings.group("velourcity-sender")
         try:
@@ -656,12 +694,22 @@ class Dispatcher(Service):
             )
         except KafkaError as exc:  # only costs duplicates: the records are done again
             log.warning("committed offsets not read; finished ones redone", error=repr(exc))
-            return
+            return {}
         for tp, meta in committed.items():
             if tp in partitions:
                 self._tracker.restore(tp, meta.offset, meta.metadata)
         if skipped := self._tracker.skipping(partitions):
             log.info("records finished by the previous owners are not done again", count=skipped)
+        return {tp: meta.offset for tp, meta in committed.items() if tp in partitions}
+
+    async def _read_back_fanouts(self, starts: dict[TopicPartition, int]) -> None:
+        """Remember the fan-out records read before the committed offsets, within the window,
+        so the copies the fan-out writes after a crash are caught here too (:mod:`.copies`)."""
+        assert self._reader is not None
+        until = {tp: o for tp, o in starts.items() if tp.topic == self._deliveries_topic}
+        if until and self._window_ms:
+            read = await read_back(self._reader, self._fanouts, until, self._window_ms)
+            log.info("recent fan-out records read back", records=read)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -33,7 +33,7 @@ from pipeline.observability import (
 from pipeline.settings import Settings
 from pipeline.topics import ATTEMPTS as ATTEMPTS_TOPIC
 from pipeline.topics import DEAD_LETTERS as DEAD_LETTERS_TOPIC
-from pipeline.topics import DELIVERIES, ENDPOINTS, retry_topic_name
+from pipeline.topics import DELIVERIES, ENDPOINTS, retry_tiers, retry_topic_name
 
 log = structlog.get_logger(__name__)
 
@@ -102,19 +102,25 @@ class DeliveryHandler:
         )
         return self._outputs(delivery, endpoint, result, step, now_ms), result
 
-    def defer(self, delivery: Delivery, *, next_tier: bool = False) -> list[Output]:
+    def defer(self, delivery: Delivery, *, behind_breaker: float | None = None) -> list[Output]:
         """Send the delivery to a retry tier with the same attempt number (no request was made).
 
         The endpoint already holds its share of this worker's requests: the first tier, so it
-        neither waits in memory nor holds up other endpoints' deliveries. Its breaker is open
-        (``next_tier``): the tier its attempt number would go to after a failure."""
+        neither waits in memory nor holds up other endpoints' deliveries.
+
+        Its breaker is open, its probe due in ``behind_breaker`` seconds: it waits for the
+        probe, and at least as long as its attempt number would wait after a failure, in the
+        shortest tier that long (the cool-down has a tier of its own). So a dead endpoint's
+        backlog comes round once per cool-down, not once per first tier."""
         schedule = self._settings.retry_schedule
-        tier = (
-            schedule[min(delivery.attempt, len(schedule)) - 1]
-            if next_tier and schedule
-            else self._first_tier()
-        )
-        retry = delivery.replace(not_before=int((self._clock() + tier) * 1000))
+        if behind_breaker is None or not schedule:
+            wait = tier = self._first_tier()
+        else:
+            wait = max(behind_breaker, schedule[min(delivery.attempt, len(schedule)) - 1])
+            tiers = retry_tiers(self._settings)
+            tier = next((d for d in tiers if d >= wait), tiers[-1])
+            wait = min(wait, tier)
+        retry = delivery.replace(not_before=int((self._clock() + wait) * 1000))
         return [Output(retry_topic_name(self._settings, tier), _key(delivery), retry.to_bytes())]
 
     def park(self, delivery: Delivery, *, tier: float, not_before: int) -> list[Output]:

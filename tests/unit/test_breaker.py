@@ -63,3 +63,16 @@ def test_a_failed_probe_reopens_for_another_cooldown() -> None:
     assert not breakers.allow("ep")
     clock.now += 20
     assert breakers.allow("ep")
+
+
+def test_wait_says_when_the_probe_is_due() -> None:
+    breakers, clock = make()
+    assert breakers.wait("ep") == 0  # closed
+    for _ in range(3):
+        breakers.record("ep", False)
+    assert breakers.wait("ep") == 30
+    clock.now += 12
+    assert breakers.wait("ep") == 18
+    clock.now += 18
+    assert breakers.allow("ep")  # the probe is in flight
+    assert breakers.wait("ep") == 0

@@ -20,7 +20,7 @@ from pipeline.delivery.record import Attempt, Delivery, delivery_id_for
 from pipeline.delivery.sender import EXCERPT_BYTES, HttpSender
 from pipeline.endpoints.model import Endpoint, new_secret
 from pipeline.settings import Settings
-from pipeline.topics import ATTEMPTS, DEAD_LETTERS, ENDPOINTS, retry_topic_name
+from pipeline.topics import ATTEMPTS, DEAD_LETTERS, ENDPOINTS, retry_tiers, retry_topic_name
 
 SETTINGS = Settings(allowed_networks="127.0.0.0/8", retry_schedule="1,2,2")
 SECRET = new_secret()
@@ -510,3 +510,38 @@ def test_unreadable_retry_after_still_reports_the_status() -> None:
     outputs, _ = run_one(status(503, headers={"Retry-After": b"\xb2"}))
     log = attempt_log(outputs)
     assert (log.status, log.error, log.outcome) == (503, None, "retry")
+
+
+def _deferred(delivery: Delivery, behind_breaker: float | None) -> tuple[str, float]:
+    """(tier topic, seconds until due) of a deferred delivery, with the breaker cool-down of
+    SETTINGS_30 (30 s) among the tiers."""
+    now = 1_000_000.0
+    handler = DeliveryHandler(
+        SETTINGS_30,
+        FakeEndpoints(make_endpoint()),
+        HttpSender(SETTINGS_30, transport=httpx.MockTransport(status(200))),
+        clock=lambda: now,
+    )
+    [output] = handler.defer(delivery, behind_breaker=behind_breaker)
+    return output.topic, Delivery.from_bytes(output.value).not_before / 1000 - now
+
+
+SETTINGS_30 = Settings(allowed_networks="127.0.0.0/8", retry_schedule="5,300", breaker_cooldown=30)
+
+
+def test_behind_an_open_breaker_a_delivery_waits_for_the_probe_in_the_cooldown_tier() -> None:
+    assert retry_tiers(SETTINGS_30) == [5, 30, 300]
+    topic, wait = _deferred(make_delivery(attempt=1), behind_breaker=22)
+    assert (topic, wait) == (retry_topic_name(SETTINGS_30, 30), 22)
+
+
+def test_behind_a_breaker_a_delivery_waits_no_less_than_its_attempt_would() -> None:
+    topic, wait = _deferred(make_delivery(attempt=2), behind_breaker=22)
+    assert (topic, wait) == (retry_topic_name(SETTINGS_30, 300), 300)
+    topic, wait = _deferred(make_delivery(attempt=1), behind_breaker=0)  # probe in flight
+    assert (topic, wait) == (retry_topic_name(SETTINGS_30, 5), 5)
+
+
+def test_an_endpoint_at_its_share_defers_to_the_first_tier() -> None:
+    topic, wait = _deferred(make_delivery(attempt=2), behind_breaker=None)
+    assert (topic, wait) == (retry_topic_name(SETTINGS_30, 5), 5)

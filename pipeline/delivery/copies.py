@@ -1,0 +1,130 @@
+"""Fan-out copies: a delivery the fan-out wrote again is not sent again.
+
+The fan-out is at least once: after a crash or a rebalance, Faust hands the events fanned out
+since its last commit to another worker, which fans them out again. The deliveries it writes
+are the same (same delivery id, same key, so the same partition), and without this each
+would be POSTed a second time: in the chaos suite's worker-crash scenario, most duplicates
+were these.
+
+The fan-out marks each record it writes with :data:`FANOUT_HEADER` (the delivery id), and
+the sender remembers, per partition, the offset where it first saw each id in the last
+``duplicate_window`` seconds (:class:`RecentFanouts`). A later record with the same id is a
+copy: the earlier one is finished or will be (it is before it in the same partition), so the
+copy is skipped. At assignment, the new owner reads the window back from the partition
+(:func:`read_back`), so copies of records its previous owner took are caught too.
+
+Only fan-out records carry the header: a retry, a replay or a "send again" from the API is
+never taken for a copy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Generic, TypeVar
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+log = structlog.get_logger(__name__)
+
+FANOUT_HEADER = "velourcity-fanout"
+"""Header of the records the fan-out writes; its value is the delivery id."""
+
+P = TypeVar("P", bound=Hashable)
+
+READ_BACK_SECONDS = 30.0
+"""Longest an assignment spends reading the window back (a copy missed is a duplicate)."""
+
+
+def fanout_id(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
+    """The delivery id a fan-out record carries; None for any other record."""
+    for name, value in headers or ():
+        if name == FANOUT_HEADER:
+            return value.decode(errors="replace")
+    return None
+
+
+class RecentFanouts(Generic[P]):
+    """Per partition: delivery id → offset of the first fan-out record seen with it, for the
+    records whose timestamps are within ``window_ms`` of the latest one seen."""
+
+    def __init__(self, window_ms: int) -> None:
+        self._window_ms = window_ms
+        self._seen: dict[P, OrderedDict[str, tuple[int, int]]] = {}
+
+    def is_copy(self, partition: P, delivery_id: str, offset: int, timestamp_ms: int) -> bool:
+        """True when an earlier offset of the partition carried the same delivery id; else the
+        record is remembered (a record read again after a seek is not its own copy)."""
+        if self._window_ms <= 0:
+            return False
+        seen = self._seen.setdefault(partition, OrderedDict())
+        while seen:  # oldest first: records arrive in offset order, timestamps about so
+            _, (_, oldest) = next(iter(seen.items()))
+            if oldest >= timestamp_ms - self._window_ms:
+                break
+            seen.popitem(last=False)
+        first = seen.get(delivery_id)
+        if first is None:
+            seen[delivery_id] = (offset, timestamp_ms)
+            return False
+        return first[0] < offset
+
+    def forget(self, partitions: Iterable[P]) -> None:
+        for partition in partitions:
+            self._seen.pop(partition, None)
+
+    def __len__(self) -> int:
+        return sum(len(seen) for seen in self._seen.values())
+
+
+async def read_back(
+    reader: AIOKafkaConsumer,
+    memory: RecentFanouts[TopicPartition],
+    until: dict[TopicPartition, int],
+    window_ms: int,
+) -> int:
+    """Remember the fan-out records of the last ``window_ms`` before each partition's offset
+    in ``until`` (where the sender starts reading). Returns how many were read; on a Kafka
+    error, logs and returns what it had (a copy missed is only a duplicate)."""
+    if window_ms <= 0:
+        return 0
+    read = 0
+    try:
+        since = int(time.time() * 1000) - window_ms
+        ends = {tp: end for tp, end in until.items() if end > 0}
+        starts = await reader.offsets_for_times(dict.fromkeys(ends, since)) if ends else {}
+        pending = {tp: end for tp, end in ends.items() if (s := starts.get(tp)) and s.offset < end}
+        reader.assign(list(pending))
+        for tp in pending:
+            reader.seek(tp, starts[tp].offset)  # type: ignore[union-attr]
+        deadline = time.monotonic() + READ_BACK_SECONDS
+        while pending and time.monotonic() < deadline:
+            batch = await reader.getmany(timeout_ms=1000, max_records=5000)
+            for tp, records in batch.items():
+                end = pending.get(tp, 0)
+                read += sum(_remember(memory, tp, r) for r in records if r.offset < end)
+                if records and records[-1].offset + 1 >= end:
+                    pending.pop(tp, None)
+                    reader.pause(tp)
+            if not batch:
+                break  # nothing more below the ends (e.g. a gap left by a transaction marker)
+    except KafkaError as exc:
+        log.warning("recent fan-out records not read back; copies may be sent", error=repr(exc))
+    finally:
+        reader.assign([])
+    return read
+
+
+def _remember(
+    memory: RecentFanouts[TopicPartition],
+    tp: TopicPartition,
+    record: ConsumerRecord[bytes, bytes],
+) -> int:
+    delivery_id = fanout_id(record.headers)
+    if delivery_id is None:
+        return 0
+    memory.is_copy(tp, delivery_id, record.offset, record.timestamp)
+    return 1
