@@ -82,7 +82,7 @@ def run_bench(
     bootstrap: str,
     out: Path,
     command: str,
-    http_client: str = "httpx",
+    http_client: str = "aiohttp",
     uvloop: bool = False,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:

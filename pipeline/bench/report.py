@@ -176,7 +176,8 @@ def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
         f"Command: `{report['command']}` ({report['started_at']}, {report['workers']} worker"
-        f" process(es), {report['duration_s']:g} s per phase)",
+        f" process(es) with the {report['http_client']} transport on"
+        f" {report['worker_event_loop']}, {report['duration_s']:g} s per phase)",
         "",
         f"Machine: {m['cores']} cores, {m['cpu_model']}, {m['memory_gb']} GB, Python "
         f"{m['python']}, Kafka {report['versions']['kafka']}; broker, workers, receiver and "

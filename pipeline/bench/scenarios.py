@@ -35,7 +35,7 @@ class Options:
     workers: int
     log_dir: Path
     progress: Callable[[str], None] = print
-    http_client: str = "httpx"
+    http_client: str = "aiohttp"
     uvloop: bool = False
 
 
@@ -233,12 +233,12 @@ def _run(
     **settings: Any,
 ) -> dict[str, Any]:
     log_dir = options.log_dir / name
-    stack = Stack.create(options.bootstrap, log_dir, **settings)
+    stack = Stack.create(options.bootstrap, log_dir, http_client=options.http_client, **settings)
     receiver = ReceiverProcess(log_dir / "receiver.log")
     load: Load | None = None
     try:
         mix, warm_accounts = setup(stack, receiver)
-        stack.start_workers(options.workers, options.http_client, options.uvloop)
+        stack.start_workers(options.workers, options.uvloop)
         load = Load(stack)
         _warm_up(stack, receiver, load, warm_accounts)
         options.progress(f"{name}: workers ready, measuring")

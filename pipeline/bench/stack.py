@@ -125,13 +125,12 @@ class Stack:
         log_dir.mkdir(parents=True, exist_ok=True)
         return cls(settings=settings, log_dir=log_dir)
 
-    def start_workers(self, count: int, http_client: str = "httpx", uvloop: bool = False) -> None:
-        """``velourcity worker`` processes; with ``http_client="aiohttp"`` or ``uvloop``, the
-        same worker with the experimental variant (:mod:`pipeline.bench.worker`)."""
+    def start_workers(self, count: int, uvloop: bool = False) -> None:
+        """``velourcity worker`` processes with the stack's settings (``http_client`` among
+        them); with ``uvloop``, the same worker on uvloop (:mod:`pipeline.bench.worker`)."""
         command = [str(Path(sys.executable).with_name("velourcity")), "worker"]
-        if http_client != "httpx" or uvloop:
-            command = [sys.executable, "-m", "pipeline.bench.worker", "--http-client", http_client]
-            command += ["--uvloop"] if uvloop else []
+        if uvloop:
+            command = [sys.executable, "-m", "pipeline.bench.worker", "--uvloop"]
         for index in range(count):
             log = (self.log_dir / f"worker-{index}.log").open("wb")
             self.workers.append(

@@ -25,11 +25,12 @@ def bench(
     http_client: Annotated[
         str,
         typer.Option(
-            help="The workers' HTTP transport: httpx (production) or aiohttp (experimental)."
+            help="The workers' VELOURCITY_HTTP_CLIENT: aiohttp (production's default) or"
+            " httpx (httpx's own connection pool)."
         ),
-    ] = "httpx",
+    ] = "aiohttp",
     uvloop: Annotated[
-        bool, typer.Option("--uvloop", help="Run the workers on uvloop (experimental).")
+        bool, typer.Option("--uvloop", help="Run the workers on uvloop (not used in production).")
     ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as one JSON object, last.")

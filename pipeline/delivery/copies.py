@@ -99,7 +99,7 @@ async def read_back(
         pending = {tp: end for tp, end in ends.items() if (s := starts.get(tp)) and s.offset < end}
         reader.assign(list(pending))
         for tp in pending:
-            reader.seek(tp, starts[tp].offset)  # type: ignore[union-attr]
+            reader.seek(tp, starts[tp].offset)
         deadline = time.monotonic() + READ_BACK_SECONDS
         while pending and time.monotonic() < deadline:
             batch = await reader.getmany(timeout_ms=1000, max_records=5000)

@@ -247,6 +247,7 @@ class Dispatcher(Service):
             await self._reader.stop()
         if self._producer is not None:
             await self._producer.stop()
+        await self._handler.aclose()
         log.info("sender stopped")
 
     # The loop --------------------------------------------------------------------------

@@ -72,6 +72,11 @@ class DeliveryHandler:
         self._clock = clock
         self._rng = rng or random.Random()
 
+    async def aclose(self) -> None:
+        """Close the sender's connections (the worker is stopping)."""
+        if (close := getattr(self._sender, "aclose", None)) is not None:
+            await close()
+
     def endpoint(self, endpoint_id: str) -> Endpoint | None:
         return self._endpoints.get(endpoint_id)
 

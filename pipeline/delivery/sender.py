@@ -1,22 +1,22 @@
 """POST one webhook with a shared ``httpx.AsyncClient`` and report what happened.
 
 Every outcome is an :class:`AttemptResult`, never an exception: a status, or an error class
-when no usable response came. httpx's exceptions are translated here and nowhere else.
+when no usable response came. httpx's exceptions are translated here and nowhere else (the
+aiohttp transport raises httpx's too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
-import importlib.util
 import ssl
-import sys
 import time
 
 import httpx
 
 from pipeline.delivery.policy import AttemptResult, parse_retry_after
 from pipeline.delivery.ssrf import guarded_transport, is_ssrf_refusal
+from pipeline.delivery.transport import AiohttpTransport
 from pipeline.settings import Settings
 
 EXCERPT_BYTES = 4096
@@ -42,31 +42,29 @@ def error_class(exc: BaseException) -> str:
     return "internal_error"
 
 
-def _skip_sniffio_lookups() -> None:
-    """httpcore runs ``import sniffio`` on every request; sniffio is not installed (anyio no
-    longer needs it), and a failed import searches ``sys.path`` again each time: about a tenth
-    of a busy worker's CPU (py-spy, ``velourcity bench``). ``None`` in ``sys.modules`` makes
-    that import fail at once, with the same ``ModuleNotFoundError``."""
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
-
-
 class HttpSender:
-    """One per worker: keep-alive connections, bounded in number, behind the SSRF guard."""
+    """One per worker: keep-alive connections, bounded in number, behind the SSRF guard.
+
+    The connection pool is aiohttp's or httpx's own (``settings.http_client``); a
+    ``transport`` given here (tests: ``httpx.MockTransport``) is used instead."""
 
     def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None):
-        _skip_sniffio_lookups()
         self._total_timeout = settings.http_timeout
         limits = httpx.Limits(
             max_connections=settings.http_max_connections,
             max_keepalive_connections=settings.http_max_connections,
             keepalive_expiry=30,
         )
+        timeout = httpx.Timeout(settings.http_timeout, connect=settings.http_connect_timeout)
+        allowed = settings.allowed_networks
+        if transport is None:
+            transport = (
+                AiohttpTransport(allowed_networks=allowed, limits=limits, timeout=timeout)
+                if settings.http_client == "aiohttp"
+                else guarded_transport(allowed_networks=allowed, limits=limits)
+            )
         self._client = httpx.AsyncClient(
-            transport=transport
-            or guarded_transport(allowed_networks=settings.allowed_networks, limits=limits),
-            timeout=httpx.Timeout(settings.http_timeout, connect=settings.http_connect_timeout),
-            follow_redirects=False,
+            transport=transport, timeout=timeout, follow_redirects=False
         )
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> AttemptResult:

@@ -4,12 +4,14 @@ Checked twice, with the same :func:`forbidden_reason`:
 
 1. at registration, :func:`validate_endpoint_url` raises :class:`UnsafeURL` (refused target)
    or :class:`InvalidEndpoint` (malformed URL);
-2. at connect time, :class:`GuardedBackend` (installed by :func:`guarded_transport`) resolves
-   the host, refuses if *any* address is forbidden and dials the checked IP itself, so a DNS
-   answer that changes after the check (rebinding) never gets a connection. TLS still verifies
-   the URL's hostname: httpcore passes it to ``start_tls`` as ``server_hostname``. A refusal is
-   an :class:`SSRFRefusal` (an ``httpcore.ConnectError``), which httpx re-raises as
-   ``httpx.ConnectError`` chained to it; recognise it with :func:`is_ssrf_refusal`.
+2. at connect time, :class:`GuardedBackend` resolves the host, refuses if *any* address is
+   forbidden and the checked IPs themselves are dialled, so a DNS answer that changes after the
+   check (rebinding) never gets a connection. Both HTTP transports use it: httpx's own pool
+   (:func:`guarded_transport`) as its network backend, the aiohttp one
+   (:mod:`pipeline.delivery.transport`) through :meth:`GuardedBackend.checked_addresses`. TLS
+   still verifies the URL's hostname. A refusal is an :class:`SSRFRefusal` (an
+   ``httpcore.ConnectError``), which both re-raise as ``httpx.ConnectError`` chained to it;
+   recognise it with :func:`is_ssrf_refusal`.
 """
 
 from __future__ import annotations
@@ -279,7 +281,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None,
     ) -> httpcore.AsyncNetworkStream:
         errors: list[httpcore.ConnectError] = []
-        for ip in await self._checked_addresses(host, port):
+        for ip in await self.checked_addresses(host, port):
             try:  # dial the checked IP itself, never the name again
                 return await self._inner.connect_tcp(
                     str(ip), port, local_address=local_address, socket_options=socket_options
@@ -288,7 +290,11 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 errors.append(exc)
         raise errors[-1]
 
-    async def _checked_addresses(self, host: str, port: int) -> list[IPAddress]:
+    async def checked_addresses(self, host: str, port: int) -> list[IPAddress]:
+        """The addresses ``host`` may be dialled at, resolved now (an IP literal is its own).
+
+        Raises :class:`SSRFRefusal` when any of them is forbidden, ``httpcore.ConnectError``
+        when the name does not resolve. Dial only what this returns, never the name."""
         literal = parse_host_ip(host)
         if literal is not None:
             answers: list[str] = [host]

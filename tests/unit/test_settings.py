@@ -36,7 +36,12 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_prefix_reaches_every_topic() -> None:
     names = [t.name for t in pipeline_topics(Settings(topic_prefix="x-", retry_schedule="1,2,2"))]
     assert all(name.startswith("x-") for name in names)
-    assert sum(".retry." in name for name in names) == 2  # one topic per distinct delay
+    # one topic per distinct delay, and one of the breaker's cool-down (30 s)
+    assert sorted(n for n in names if ".retry." in n) == [
+        "x-velourcity.deliveries.retry.1s",
+        "x-velourcity.deliveries.retry.2s",
+        "x-velourcity.deliveries.retry.30s",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from typing import Protocol
 
 import httpcore
 import httpx
@@ -22,6 +24,7 @@ from pipeline.delivery.ssrf import (
     parse_host_ip,
     validate_endpoint_url,
 )
+from pipeline.delivery.transport import AiohttpTransport
 from pipeline.exceptions import InvalidEndpoint, UnsafeURL
 
 LOOPBACK: list[IPNetwork] = [ip_network("127.0.0.0/8")]
@@ -294,39 +297,99 @@ def server() -> Iterator[CountingServer]:
         thread.join(timeout=5)
 
 
-def _get(url: str, *, allowed: list[IPNetwork], resolver: FakeResolver | None = None) -> int:
-    async def go() -> int:
-        transport = guarded_transport(
-            allowed_networks=allowed, resolver=resolver, limits=httpx.Limits(max_connections=5)
-        )
+TIMEOUT = httpx.Timeout(2.0)
+
+
+class MakeTransport(Protocol):
+    def __call__(
+        self, *, allowed: list[IPNetwork], resolver: FakeResolver | None, timeout: httpx.Timeout
+    ) -> httpx.AsyncBaseTransport: ...
+
+
+@pytest.fixture(params=["httpx", "aiohttp"])
+def make_transport(request: pytest.FixtureRequest) -> MakeTransport:
+    """Builds the sender's transport, httpx's own pool or aiohttp's: both must pass the same
+    connect-time checks."""
+
+    def make(
+        *, allowed: list[IPNetwork], resolver: FakeResolver | None, timeout: httpx.Timeout
+    ) -> httpx.AsyncBaseTransport:
+        limits = httpx.Limits(max_connections=5)
+        if request.param == "aiohttp":
+            return AiohttpTransport(
+                allowed_networks=allowed, resolver=resolver, limits=limits, timeout=timeout
+            )
+        return guarded_transport(allowed_networks=allowed, resolver=resolver, limits=limits)
+
+    return make
+
+
+def _get(
+    make_transport: MakeTransport,
+    *urls: str,
+    allowed: list[IPNetwork],
+    resolver: FakeResolver | None = None,
+    timeout: httpx.Timeout = TIMEOUT,
+) -> list[int]:
+    """GET each URL in turn through one client (one pool); their statuses."""
+
+    async def go() -> list[int]:
+        transport = make_transport(allowed=allowed, resolver=resolver, timeout=timeout)
         async with httpx.AsyncClient(
-            transport=transport, follow_redirects=False, timeout=2.0
+            transport=transport, follow_redirects=False, timeout=timeout
         ) as client:
-            response = await client.get(url)
-            return response.status_code
+            return [(await client.get(url)).status_code for url in urls]
 
     return asyncio.run(go())
 
 
-def test_guarded_request_to_allowed_loopback_succeeds(server: CountingServer) -> None:
-    assert _get(f"http://127.0.0.1:{server.server_port}/", allowed=LOOPBACK) == 200
+def test_guarded_request_to_allowed_loopback_succeeds(
+    server: CountingServer, make_transport: MakeTransport
+) -> None:
+    url = f"http://127.0.0.1:{server.server_port}/"
+    assert _get(make_transport, url, allowed=LOOPBACK) == [200]
     assert server.connections == 1
 
 
-def test_guarded_request_dials_the_resolved_ip_and_odd_spellings(server: CountingServer) -> None:
+def test_guarded_request_dials_the_resolved_ip_and_odd_spellings(
+    server: CountingServer, make_transport: MakeTransport
+) -> None:
     resolver = FakeResolver({"hooks.test": ["127.0.0.1"]})
     port = server.server_port
-    assert _get(f"http://hooks.test:{port}/", allowed=LOOPBACK, resolver=resolver) == 200
-    assert _get(f"http://2130706433:{port}/", allowed=LOOPBACK) == 200
+    urls = [f"http://hooks.test:{port}/", f"http://2130706433:{port}/"]
+    assert _get(make_transport, *urls, allowed=LOOPBACK, resolver=resolver) == [200, 200]
     assert server.connections == 2
 
 
-def test_dns_rebinding_is_refused_at_connect_time(server: CountingServer) -> None:
+def test_every_new_connection_resolves_again(
+    server: CountingServer, make_transport: MakeTransport
+) -> None:
+    """No DNS cache: the second connection (the server closes each) sees the new answer."""
+    resolver = FakeResolver({"hooks.test": ["127.0.0.1"]})
+    url = f"http://hooks.test:{server.server_port}/"
+
+    async def go() -> None:
+        transport = make_transport(allowed=LOOPBACK, resolver=resolver, timeout=TIMEOUT)
+        async with httpx.AsyncClient(transport=transport, timeout=2.0) as client:
+            assert (await client.get(url)).status_code == 200
+            resolver.connect = {"hooks.test": ["169.254.169.254"]}
+            await client.get(url)
+
+    with pytest.raises(httpx.ConnectError) as caught:
+        asyncio.run(go())
+    assert is_ssrf_refusal(caught.value)
+    assert "169.254.169.254 is link-local" in str(caught.value)
+    assert server.connections == 1
+
+
+def test_dns_rebinding_is_refused_at_connect_time(
+    server: CountingServer, make_transport: MakeTransport
+) -> None:
     resolver = FakeResolver({"rebind.test": [PUBLIC]}, connect={"rebind.test": ["127.0.0.1"]})
     url = f"https://rebind.test:{server.server_port}/hook"
     assert validate_endpoint_url(url, allowed_networks=[], resolver=resolver) == url
     with pytest.raises(httpx.ConnectError) as caught:
-        _get(url, allowed=[], resolver=resolver)
+        _get(make_transport, url, allowed=[], resolver=resolver)
     assert is_ssrf_refusal(caught.value)
     assert str(caught.value).startswith("refused by SSRF guard:")
     assert "127.0.0.1 is loopback" in str(caught.value)
@@ -342,33 +405,29 @@ def test_dns_rebinding_is_refused_at_connect_time(server: CountingServer) -> Non
         "http://[::ffff:127.0.0.1]:{port}/",
     ],
 )
-def test_forbidden_addresses_are_refused_at_connect_time(server: CountingServer, url: str) -> None:
+def test_forbidden_addresses_are_refused_at_connect_time(
+    server: CountingServer, make_transport: MakeTransport, url: str
+) -> None:
     resolver = FakeResolver({"mixed.test": [PUBLIC, "127.0.0.1"]})
     with pytest.raises(httpx.ConnectError) as caught:
-        _get(url.format(port=server.server_port), allowed=[], resolver=resolver)
+        _get(make_transport, url.format(port=server.server_port), allowed=[], resolver=resolver)
     assert is_ssrf_refusal(caught.value)
     assert isinstance(caught.value.__cause__, SSRFRefusal)
     assert isinstance(caught.value.__cause__, httpcore.ConnectError)
     assert server.connections == 0
 
 
-def test_unresolvable_name_is_a_plain_connect_error(server: CountingServer) -> None:
+def test_unresolvable_name_is_a_plain_connect_error(make_transport: MakeTransport) -> None:
     with pytest.raises(httpx.ConnectError, match=r"cannot resolve gone\.test") as caught:
-        _get("https://gone.test/", allowed=[], resolver=FakeResolver({}))
+        _get(make_transport, "https://gone.test/", allowed=[], resolver=FakeResolver({}))
     assert not is_ssrf_refusal(caught.value)
 
 
-def test_slow_resolution_counts_against_the_connect_timeout() -> None:
+def test_slow_resolution_counts_against_the_connect_timeout(make_transport: MakeTransport) -> None:
     resolver = FakeResolver({"slow.test": [PUBLIC]})
     resolver.delay = 5.0
-
-    async def go() -> None:
-        transport = guarded_transport(
-            allowed_networks=[], resolver=resolver, limits=httpx.Limits(max_connections=1)
-        )
-        timeout = httpx.Timeout(2.0, connect=0.05)
-        async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
-            await client.get("https://slow.test/")
-
+    timeout = httpx.Timeout(2.0, connect=0.05)
+    started = time.monotonic()
     with pytest.raises(httpx.ConnectTimeout):
-        asyncio.run(go())
+        _get(make_transport, "https://slow.test/", allowed=[], resolver=resolver, timeout=timeout)
+    assert time.monotonic() - started < 1.0  # the connect timeout, not the pool's 2 s
