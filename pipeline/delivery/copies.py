@@ -1,29 +1,35 @@
-"""Fan-out copies: a delivery the fan-out wrote again is not sent again.
+"""Requests not to make twice: fan-out copies, and what a dead worker delivered uncommitted.
 
 The fan-out is at least once: after a crash or a rebalance, Faust hands the events fanned out
 since its last commit to another worker, which fans them out again. The deliveries it writes
 are the same (same delivery id, same key, so the same partition), and without this each
 would be POSTed a second time: in the chaos suite's worker-crash scenario, most duplicates
-were these.
+were these. The fan-out marks each record it writes with :data:`FANOUT_HEADER` (the delivery
+id), and the sender remembers, per partition, the offset where it first saw each id in the
+last ``duplicate_window`` seconds (:class:`RecentFanouts`). A later record with the same id is
+a copy: the earlier one is finished or will be (it is before it in the same partition), so
+the copy is skipped. Only fan-out records carry the header: a retry, a replay or a "send
+again" from the API is never taken for a copy.
 
-The fan-out marks each record it writes with :data:`FANOUT_HEADER` (the delivery id), and
-the sender remembers, per partition, the offset where it first saw each id in the last
-``duplicate_window`` seconds (:class:`RecentFanouts`). A later record with the same id is a
-copy: the earlier one is finished or will be (it is before it in the same partition), so the
-copy is skipped. At assignment, the new owner reads the window back from the partition
-(:func:`read_back`), so copies of records its previous owner took are caught too.
+A sender killed between a request and the commit of its record leaves the record to the next
+owner, which would send it again; but the attempt log (same key, same partition number) may
+already say it was delivered. :class:`DeliveredBefore` holds those successes, and the record
+is skipped when its attempt was delivered after the record was written (a re-send written
+after a success is sent).
 
-Only fan-out records carry the header: a retry, a replay or a "send again" from the API is
-never taken for a copy.
+At assignment, the new owner reads the window back (:func:`read_back`): the fan-out records
+before its committed offsets, and the attempt log. What it misses costs a duplicate, never a
+loss: a request in flight at the kill, or one whose attempt log was not written, is sent again.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Generic, TypeVar
 
+import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
@@ -80,22 +86,55 @@ class RecentFanouts(Generic[P]):
         return sum(len(seen) for seen in self._seen.values())
 
 
+class DeliveredBefore:
+    """Per partition number: (delivery id, attempt) → when it was made (unix ms), for the
+    attempts the attempt log says were delivered, read back at assignment."""
+
+    def __init__(self) -> None:
+        self._delivered: dict[int, dict[tuple[str, int], int]] = {}
+
+    def add(self, partition: int, attempt_log: bytes) -> bool:
+        try:
+            attempt = orjson.loads(attempt_log)
+            if attempt["outcome"] != "delivered":
+                return False
+            key, at = (str(attempt["delivery_id"]), int(attempt["attempt"])), int(attempt["at"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return False  # not an attempt log line: nothing to learn from it
+        self._delivered.setdefault(partition, {})[key] = at
+        return True
+
+    def covers(self, partition: int, delivery_id: str, attempt: int, written_ms: int) -> bool:
+        """Was this attempt of this delivery delivered after the record asking for it was
+        written? (An earlier success is another schedule's: a re-send is sent.)"""
+        at = self._delivered.get(partition, {}).get((delivery_id, attempt))
+        return at is not None and at >= written_ms
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self._delivered.pop(partition, None)
+
+
+Remember = Callable[[TopicPartition, ConsumerRecord[bytes, bytes]], bool]
+
+
 async def read_back(
     reader: AIOKafkaConsumer,
-    memory: RecentFanouts[TopicPartition],
-    until: dict[TopicPartition, int],
+    until: dict[TopicPartition, int | None],
     window_ms: int,
+    remember: Remember,
 ) -> int:
-    """Remember the fan-out records of the last ``window_ms`` before each partition's offset
-    in ``until`` (where the sender starts reading). Returns how many were read; on a Kafka
-    error, logs and returns what it had (a copy missed is only a duplicate)."""
-    if window_ms <= 0:
+    """Hand ``remember`` each record of the last ``window_ms`` before each partition's offset
+    in ``until`` (None: its end). Returns how many it kept; on a Kafka error, logs and returns
+    what it had (what is missed costs duplicates, never a loss)."""
+    if window_ms <= 0 or not until:
         return 0
-    read = 0
+    kept = 0
     try:
+        latest = await reader.end_offsets([tp for tp, end in until.items() if end is None])
+        ends = {tp: end if end is not None else latest[tp] for tp, end in until.items()}
         since = int(time.time() * 1000) - window_ms
-        ends = {tp: end for tp, end in until.items() if end > 0}
-        starts = await reader.offsets_for_times(dict.fromkeys(ends, since)) if ends else {}
+        starts = await reader.offsets_for_times(dict.fromkeys(ends, since))
         pending = {tp: end for tp, end in ends.items() if (s := starts.get(tp)) and s.offset < end}
         reader.assign(list(pending))
         for tp in pending:
@@ -105,26 +144,14 @@ async def read_back(
             batch = await reader.getmany(timeout_ms=1000, max_records=5000)
             for tp, records in batch.items():
                 end = pending.get(tp, 0)
-                read += sum(_remember(memory, tp, r) for r in records if r.offset < end)
+                kept += sum(remember(tp, r) for r in records if r.offset < end)
                 if records and records[-1].offset + 1 >= end:
                     pending.pop(tp, None)
                     reader.pause(tp)
             if not batch:
                 break  # nothing more below the ends (e.g. a gap left by a transaction marker)
     except KafkaError as exc:
-        log.warning("recent fan-out records not read back; copies may be sent", error=repr(exc))
+        log.warning("recent records not read back; some may be sent again", error=repr(exc))
     finally:
         reader.assign([])
-    return read
-
-
-def _remember(
-    memory: RecentFanouts[TopicPartition],
-    tp: TopicPartition,
-    record: ConsumerRecord[bytes, bytes],
-) -> int:
-    delivery_id = fanout_id(record.headers)
-    if delivery_id is None:
-        return 0
-    memory.is_copy(tp, delivery_id, record.offset, record.timestamp)
-    return 1
+    return kept

@@ -54,7 +54,7 @@ from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
 from pipeline.delivery.breaker import Breakers, Change
-from pipeline.delivery.copies import RecentFanouts, fanout_id, read_back
+from pipeline.delivery.copies import DeliveredBefore, RecentFanouts, fanout_id, read_back
 from pipeline.delivery.handler import DeliveryHandler, Output
 from pipeline.delivery.offsets import OffsetTracker
 from pipeline.delivery.ordering import OrderingBook, OrderingLog, park_until, queue_name
@@ -73,7 +73,7 @@ from pipeline.observability import (
     QUARANTINED,
 )
 from pipeline.settings import Settings
-from pipeline.topics import DELIVERIES, ENDPOINT_HEALTH, retry_tiers, retry_topic_name
+from pipeline.topics import ATTEMPTS, DELIVERIES, ENDPOINT_HEALTH, retry_tiers, retry_topic_name
 
 log = structlog.get_logger(__name__)
 
@@ -137,6 +137,8 @@ class Dispatcher(Service):
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._window_ms = int(settings.duplicate_window * 1000)
         self._fanouts: RecentFanouts[TopicPartition] = RecentFanouts(self._window_ms)
+        self._delivered = DeliveredBefore()
+        """What the previous owners delivered and had not committed (:mod:`.copies`)."""
         self._deliveries_topic = settings.topic(DELIVERIES)
         self._owned: set[TopicPartition] = set()
         self._jobs: dict[TopicPartition, set[asyncio.Task[None]]] = {}
@@ -271,11 +273,7 @@ class Dispatcher(Service):
         """Start the record's job; False when the partition must not go on for now."""
         await self._queues_loaded.wait()  # the fetcher may hand records over before that
         if tp in self._owned and self._is_copy(tp, record):  # owned: read back already
-            COPIES_SKIPPED.inc()
-            if not self._tracker.skip(tp, record.offset):
-                self._tracker.start(tp, record.offset)
-                self._tracker.finish(tp, record.offset)
-            self._progress.set()
+            self._skip_sent(tp, record.offset)
             return True
         if tp in self._owned and self._tracker.skip(tp, record.offset):
             self._progress.set()  # its previous owner finished it: not done twice
@@ -285,6 +283,9 @@ class Dispatcher(Service):
         except Exception as exc:
             delivery = None
             bad = _quarantine(self._settings, record, exc)
+        if delivery is not None and tp in self._owned and self._sent_before(tp, delivery, record):
+            self._skip_sent(tp, record.offset)
+            return True
         if delivery is not None and (wait := delivery.not_before / 1000 - time.time()) > 0:
             self._pause_until_due(tp, record.offset, wait)
             return False
@@ -336,6 +337,26 @@ class Dispatcher(Service):
             return self._finish(tp, record.offset, None, self._written(name, joined, deferred))
         self._per_endpoint[endpoint_id] += 1
         return self._finish(tp, record.offset, endpoint_id, self._ordered(delivery, name, joined))
+
+    def _sent_before(
+        self, tp: TopicPartition, delivery: Delivery, record: ConsumerRecord[bytes, bytes]
+    ) -> bool:
+        """Delivered by a previous owner of the partition, which died before committing it.
+        Not for an ordered endpoint: its queue must see the delivery settle."""
+        if not self._delivered.covers(
+            tp.partition, delivery.delivery_id, delivery.attempt, record.timestamp
+        ):
+            return False
+        endpoint = self._handler.endpoint(delivery.endpoint_id)
+        return endpoint is None or not endpoint.ordered
+
+    def _skip_sent(self, tp: TopicPartition, offset: int) -> None:
+        """The record asks for a request that was made already: finished, not sent again."""
+        COPIES_SKIPPED.inc()
+        if not self._tracker.skip(tp, offset):
+            self._tracker.start(tp, offset)
+            self._tracker.finish(tp, offset)
+        self._progress.set()
 
     def _is_copy(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
         """A delivery the fan-out wrote again, after a crash or a rebalance (:mod:`.copies`)."""
@@ -665,6 +686,7 @@ class Dispatcher(Service):
         await self._commit(partitions=partitions)
         self._tracker.forget(partitions)
         self._fanouts.forget(partitions)
+        self._delivered.forget({tp.partition for tp in partitions})
         for tp in partitions:
             self._jobs.pop(tp, None)
 
@@ -675,7 +697,7 @@ class Dispatcher(Service):
         self._owned |= partitions
         try:
             starts = await self._restore_offsets(partitions)
-            await self._read_back_fanouts(starts)
+            await self._read_back(partitions, starts)
             self._book.load(await self._ordering.catch_up())
             log.info("ordered queues loaded", queues=len(self._book))
         except (TimeoutError, KafkaError):
@@ -703,14 +725,32 @@ class Dispatcher(Service):
             log.info("records finished by the previous owners are not done again", count=skipped)
         return {tp: meta.offset for tp, meta in committed.items() if tp in partitions}
 
-    async def _read_back_fanouts(self, starts: dict[TopicPartition, int]) -> None:
-        """Remember the fan-out records read before the committed offsets, within the window,
-        so the copies the fan-out writes after a crash are caught here too (:mod:`.copies`)."""
+    async def _read_back(
+        self, partitions: set[TopicPartition], starts: dict[TopicPartition, int]
+    ) -> None:
+        """Read the last ``duplicate_window`` back (:mod:`.copies`): the fan-out records before
+        the committed offsets, so the copies the fan-out writes after a crash are caught; and
+        the attempt log of these partitions, so what the previous owners delivered and did not
+        commit is not sent again."""
         assert self._reader is not None
-        until = {tp: o for tp, o in starts.items() if tp.topic == self._deliveries_topic}
-        if until and self._window_ms:
-            read = await read_back(self._reader, self._fanouts, until, self._window_ms)
-            log.info("recent fan-out records read back", records=read)
+
+        def fanout(tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
+            delivery_id = fanout_id(record.headers)
+            if delivery_id is not None:
+                self._fanouts.is_copy(tp, delivery_id, record.offset, record.timestamp)
+            return delivery_id is not None
+
+        def attempt(tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
+            return self._delivered.add(tp.partition, record.value or b"")
+
+        written = {tp: o for tp, o in starts.items() if tp.topic == self._deliveries_topic}
+        attempts_topic = self._settings.topic(ATTEMPTS)
+        logged: dict[TopicPartition, int | None] = {
+            TopicPartition(attempts_topic, n): None for n in {tp.partition for tp in partitions}
+        }
+        fanouts = await read_back(self._reader, dict(written), self._window_ms, fanout)
+        delivered = await read_back(self._reader, logged, self._window_ms, attempt)
+        log.info("recent records read back", fanout_records=fanouts, delivered=delivered)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

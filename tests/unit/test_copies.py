@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.delivery.copies import FANOUT_HEADER, RecentFanouts, fanout_id
+import orjson
+
+from pipeline.delivery.copies import FANOUT_HEADER, DeliveredBefore, RecentFanouts, fanout_id
 
 WINDOW = 60_000
 
@@ -56,3 +58,35 @@ def test_only_the_fanout_header_names_a_copy() -> None:
     assert fanout_id([("x", b"1"), (FANOUT_HEADER, b"dlv_a")]) == "dlv_a"
     assert fanout_id([("velourcity-replay", b"dlv_a")]) is None
     assert fanout_id(None) is None
+
+
+def _log(delivery_id: str, attempt: int, at: int, outcome: str = "delivered") -> bytes:
+    return orjson.dumps(
+        {"delivery_id": delivery_id, "attempt": attempt, "at": at, "outcome": outcome}
+    )
+
+
+def test_a_delivered_attempt_covers_the_record_that_asked_for_it() -> None:
+    delivered = DeliveredBefore()
+    assert delivered.add(3, _log("dlv_a", 2, at=5_000))
+    assert delivered.covers(3, "dlv_a", 2, written_ms=4_000)
+    assert not delivered.covers(3, "dlv_a", 1, written_ms=4_000)  # another attempt
+    assert not delivered.covers(4, "dlv_a", 2, written_ms=4_000)  # another partition
+
+
+def test_a_record_written_after_the_success_is_a_resend() -> None:
+    delivered = DeliveredBefore()
+    delivered.add(0, _log("dlv_a", 1, at=5_000))
+    assert not delivered.covers(0, "dlv_a", 1, written_ms=6_000)
+
+
+def test_only_delivered_attempts_count_and_junk_is_ignored() -> None:
+    delivered = DeliveredBefore()
+    assert not delivered.add(0, _log("dlv_a", 1, at=5_000, outcome="retry"))
+    assert not delivered.add(0, _log("dlv_b", 1, at=5_000, outcome="dead_lettered"))
+    assert not delivered.add(0, b"not json")
+    assert not delivered.add(0, b'{"outcome": "delivered"}')
+    assert not delivered.covers(0, "dlv_a", 1, written_ms=0)
+    delivered.add(0, _log("dlv_c", 1, at=5_000))
+    delivered.forget([0])
+    assert not delivered.covers(0, "dlv_c", 1, written_ms=0)
