@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import http.cookiejar
 import ssl
 import time
 
@@ -42,6 +43,9 @@ def error_class(exc: BaseException) -> str:
     return "internal_error"
 
 
+_NO_COOKIES = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
+
 class HttpSender:
     """One per worker: keep-alive connections, bounded in number, behind the SSRF guard.
 
@@ -64,7 +68,10 @@ class HttpSender:
                 else guarded_transport(allowed_networks=allowed, limits=limits)
             )
         self._client = httpx.AsyncClient(
-            transport=transport, timeout=timeout, follow_redirects=False
+            transport=transport,
+            timeout=timeout,
+            follow_redirects=False,
+            cookies=_NO_COOKIES,  # a webhook is not a session: no receiver's cookie goes back
         )
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> AttemptResult:

@@ -320,3 +320,13 @@ def test_both_pools_send_the_same_request(headers: dict[str, str]) -> None:
     # names in their case, in the same order: a receiver reading a plain dict of headers
     # (e.g. Python's http.server) finds X-Velourcity-Delivery-Attempt either way
     assert wire("aiohttp") == wire("httpx")
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_cookies_from_a_receiver_are_never_sent_back(client: Client) -> None:
+    """A webhook sender keeps no session: a Set-Cookie in an answer changes nothing."""
+    server = Server(ok(b"fine", "Set-Cookie: session=abc; Path=/"))
+    post(client, server, times=2)
+    heads = [parse_head(head)[1] for head, _ in server.requests]
+    assert len(heads) == 2
+    assert not [n for fields in heads for n, _ in fields if n.lower() == "cookie"]
