@@ -68,11 +68,14 @@ class Breakers:
         return False
 
     def wait(self, endpoint_id: str) -> float:
-        """Seconds until the breaker lets a probe through; 0 when it would now (or a probe is
-        in flight: its outcome is not known yet)."""
+        """Seconds a delivery should wait before it is tried: 0 when :meth:`allow` may let it
+        through now. While a probe is in flight, a cool-down: if the probe fails, the breaker
+        is open that long again."""
         breaker = self._breakers.get(endpoint_id)
-        if breaker is None or breaker.state != "open":
+        if breaker is None or breaker.state == "closed":
             return 0.0
+        if breaker.state == "half_open":
+            return self._cooldown if breaker.probing else 0.0
         return max(0.0, breaker.opened_at + self._cooldown - self._clock())
 
     def record(self, endpoint_id: str, ok: bool) -> None:

@@ -298,6 +298,12 @@ class Dispatcher(Service):
             job = self._finish(tp, record.offset, None, self._outputs_of(bad))
         elif (name := self._queue_of(delivery)) is not None:
             job = self._take_ordered(tp, record, delivery, name)
+        elif self._breakers.wait(delivery.endpoint_id) > 0:
+            # before the endpoint's share: its deliveries wait for the probe, not for a
+            # first-tier round (a hanging endpoint's backlog came round every 5 s)
+            BREAKER_SKIPS.inc()
+            skipped = self._behind_breaker(delivery)
+            job = self._finish(tp, record.offset, None, self._outputs_of(skipped))
         elif self._per_endpoint[delivery.endpoint_id] >= self._endpoint_cap:
             log.debug("endpoint busy; deferred", endpoint_id=delivery.endpoint_id)
             DEFERRED.inc()

@@ -74,5 +74,8 @@ def test_wait_says_when_the_probe_is_due() -> None:
     clock.now += 12
     assert breakers.wait("ep") == 18
     clock.now += 18
-    assert breakers.allow("ep")  # the probe is in flight
+    assert breakers.wait("ep") == 0  # the probe may go
+    assert breakers.allow("ep")  # the probe is in flight: the others wait one more cool-down
+    assert breakers.wait("ep") == 30
+    breakers.record("ep", True)
     assert breakers.wait("ep") == 0

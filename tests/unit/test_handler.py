@@ -538,7 +538,7 @@ def test_behind_an_open_breaker_a_delivery_waits_for_the_probe_in_the_cooldown_t
 def test_behind_a_breaker_a_delivery_waits_no_less_than_its_attempt_would() -> None:
     topic, wait = _deferred(make_delivery(attempt=2), behind_breaker=22)
     assert (topic, wait) == (retry_topic_name(SETTINGS_30, 300), 300)
-    topic, wait = _deferred(make_delivery(attempt=1), behind_breaker=0)  # probe in flight
+    topic, wait = _deferred(make_delivery(attempt=1), behind_breaker=0)  # no wait: its own tier
     assert (topic, wait) == (retry_topic_name(SETTINGS_30, 5), 5)
 
 
