@@ -312,6 +312,8 @@ class HistoryFollower:
                 yield TopicPartition(topic, partition, start_ms)
 
     def _apply(self, topic: str, value: bytes, timestamp: int) -> None:
+        if not value:
+            return  # a replay's fence (pipeline.delivery.copies): no delivery
         try:
             if topic == self._attempts:
                 self._history.add_attempt(Attempt.from_bytes(value))

@@ -33,6 +33,7 @@ from confluent_kafka import (
 from confluent_kafka import Consumer as KafkaConsumer
 from confluent_kafka.admin import AdminClient
 
+from pipeline.delivery.copies import FENCE_HEADER
 from pipeline.delivery.record import Delivery
 from pipeline.endpoints.model import Endpoint
 from pipeline.events.codec import decode
@@ -340,13 +341,32 @@ def reset_offsets(settings: Settings, *, since_ms: int, dry_run: bool) -> list[O
     try:
         partitions = _partitions(consumer, domain_topics(settings))
         new = offsets_at(consumer, partitions, since_ms)
+        fenced = _partitions(consumer, [settings.topic(DELIVERIES)])
     finally:
         consumer.close()
     old = _committed(admin, group, partitions)
     resets = [OffsetReset(t, p, old.get((t, p)), new[(t, p)]) for t, p in partitions]
     if not dry_run:
+        _fence(settings, fenced)
         _alter(admin, group, resets)
     return resets
+
+
+def _fence(settings: Settings, partitions: list[Partition]) -> None:
+    """Tell the senders the fan-out records that follow are a replay, not copies of the ones
+    before (:mod:`pipeline.delivery.copies`): one empty record per deliveries partition."""
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all"})
+    errors: list[str] = []
+    for topic, partition in partitions:
+        producer.produce(
+            topic,
+            b"",
+            partition=partition,
+            headers=[(FENCE_HEADER, b"replay")],
+            on_delivery=lambda err, _m: errors.append(err.str()) if err else None,
+        )
+    if producer.flush(30) or errors:
+        raise VelourcityError(f"writing the replay fences failed: {errors or 'timed out'}")
 
 
 def active_members(admin: AdminClient, group: str) -> int:

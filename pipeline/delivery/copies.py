@@ -17,6 +17,10 @@ already say it was delivered. :class:`DeliveredBefore` holds those successes, an
 is skipped when its attempt was delivered after the record was written (a re-send written
 after a success is sent).
 
+A replay through the fan-out (``velourcity replay --reset-offsets``) writes the same records
+again on purpose: it first writes a fence (:data:`FENCE_HEADER`) to each partition, and the
+sender forgets what it saw before a fence.
+
 At assignment, the new owner reads the window back (:func:`read_back`): the fan-out records
 before its committed offsets, and the attempt log. What it misses costs a duplicate, never a
 loss: a request in flight at the kill, or one whose attempt log was not written, is sent again.
@@ -39,10 +43,19 @@ log = structlog.get_logger(__name__)
 FANOUT_HEADER = "velourcity-fanout"
 """Header of the records the fan-out writes; its value is the delivery id."""
 
+FENCE_HEADER = "velourcity-fence"
+"""Header of the (empty) record ``velourcity replay --reset-offsets`` writes to each partition
+of the deliveries topic: the fan-out records after it are a deliberate replay, not copies of
+the ones before it."""
+
 P = TypeVar("P", bound=Hashable)
 
 READ_BACK_SECONDS = 30.0
 """Longest an assignment spends reading the window back (a copy missed is a duplicate)."""
+
+
+def is_fence(headers: Sequence[tuple[str, bytes]] | None) -> bool:
+    return any(name == FENCE_HEADER for name, _ in headers or ())
 
 
 def fanout_id(headers: Sequence[tuple[str, bytes]] | None) -> str | None:

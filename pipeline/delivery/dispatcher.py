@@ -54,7 +54,13 @@ from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
 from pipeline.delivery.breaker import Breakers, Change
-from pipeline.delivery.copies import DeliveredBefore, RecentFanouts, fanout_id, read_back
+from pipeline.delivery.copies import (
+    DeliveredBefore,
+    RecentFanouts,
+    fanout_id,
+    is_fence,
+    read_back,
+)
 from pipeline.delivery.handler import DeliveryHandler, Output
 from pipeline.delivery.offsets import OffsetTracker
 from pipeline.delivery.ordering import OrderingBook, OrderingLog, park_until, queue_name
@@ -273,7 +279,13 @@ class Dispatcher(Service):
         """Start the record's job; False when the partition must not go on for now."""
         await self._queues_loaded.wait()  # the fetcher may hand records over before that
         if tp in self._owned and self._is_copy(tp, record):  # owned: read back already
-            self._skip_sent(tp, record.offset)
+            COPIES_SKIPPED.inc()
+            self._skip(tp, record.offset)
+            return True
+        if tp.topic == self._deliveries_topic and is_fence(record.headers):
+            self._fanouts.forget([tp])  # a replay follows: what comes after is not a copy
+            if tp in self._owned:
+                self._skip(tp, record.offset)
             return True
         if tp in self._owned and self._tracker.skip(tp, record.offset):
             self._progress.set()  # its previous owner finished it: not done twice
@@ -284,7 +296,8 @@ class Dispatcher(Service):
             delivery = None
             bad = _quarantine(self._settings, record, exc)
         if delivery is not None and tp in self._owned and self._sent_before(tp, delivery, record):
-            self._skip_sent(tp, record.offset)
+            COPIES_SKIPPED.inc()
+            self._skip(tp, record.offset)
             return True
         if delivery is not None and (wait := delivery.not_before / 1000 - time.time()) > 0:
             self._pause_until_due(tp, record.offset, wait)
@@ -356,9 +369,8 @@ class Dispatcher(Service):
         endpoint = self._handler.endpoint(delivery.endpoint_id)
         return endpoint is None or not endpoint.ordered
 
-    def _skip_sent(self, tp: TopicPartition, offset: int) -> None:
-        """The record asks for a request that was made already: finished, not sent again."""
-        COPIES_SKIPPED.inc()
+    def _skip(self, tp: TopicPartition, offset: int) -> None:
+        """Nothing to do for the record (e.g. its request was made already): finished."""
         if not self._tracker.skip(tp, offset):
             self._tracker.start(tp, offset)
             self._tracker.finish(tp, offset)
@@ -741,6 +753,8 @@ class Dispatcher(Service):
         assert self._reader is not None
 
         def fanout(tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
+            if is_fence(record.headers):
+                self._fanouts.forget([tp])
             delivery_id = fanout_id(record.headers)
             if delivery_id is not None:
                 self._fanouts.is_copy(tp, delivery_id, record.offset, record.timestamp)
