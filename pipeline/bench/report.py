@@ -147,7 +147,8 @@ _HEADLINE_KEYS = (
 
 def ratios(scenarios: dict[str, dict[str, Any]], limits: dict[str, Any]) -> dict[str, float]:
     """Each scenario's deliveries/s as a share of the raw Kafka rate and of the receiver's
-    ceiling (and of httpx's own ceiling against it)."""
+    ceiling, and of each HTTP client's own ceiling against it (the workers use aiohttp's pool
+    unless ``--http-client httpx``)."""
     out: dict[str, float] = {}
     for name, result in scenarios.items():
         rate = float(result.get("deliveries_per_second", 0.0))
@@ -155,6 +156,7 @@ def ratios(scenarios: dict[str, dict[str, Any]], limits: dict[str, Any]) -> dict
             ("kafka", "kafka_records_per_second"),
             ("receiver", "receiver_requests_per_second"),
             ("httpx", "httpx_requests_per_second"),
+            ("aiohttp", "aiohttp_requests_per_second"),
         ):
             if limits.get(key):
                 out[f"{name}/{limit}"] = round(rate / float(limits[key]), 3)
