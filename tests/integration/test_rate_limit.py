@@ -42,7 +42,9 @@ def test_rate_limited_endpoint_gets_spaced_attempts(
     free.wait_for(count, timeout=30)
     limited.wait_for(count, timeout=60)
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
-    # 5 per second: sent 0.2 s apart. Arrival times jitter by some milliseconds each way, so
-    # one gap may look shorter, but there is no burst and the whole run takes its time.
+    # 5 per second: sent 0.2 s apart. Arrival times jitter each way (the first request also
+    # opens the connection: a CI run saw the whole run 2.746 s long for 2.8 s of turns), so
+    # one gap may look shorter, but there is no burst and the whole run takes its time
+    # (unlimited, 15 requests arrive within a few milliseconds).
     assert min(gaps) >= 0.1, gaps
-    assert arrivals[-1] - arrivals[0] >= (count - 1) * 0.2 - 0.05
+    assert arrivals[-1] - arrivals[0] >= (count - 1) * 0.2 - 0.15
