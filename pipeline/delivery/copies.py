@@ -38,6 +38,8 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from pipeline.delivery.record import Attempt
+
 log = structlog.get_logger(__name__)
 
 FANOUT_HEADER = "velourcity-fanout"
@@ -108,13 +110,14 @@ class DeliveredBefore:
 
     def add(self, partition: int, attempt_log: bytes) -> bool:
         try:
-            attempt = orjson.loads(attempt_log)
-            if attempt["outcome"] != "delivered":
-                return False
-            key, at = (str(attempt["delivery_id"]), int(attempt["attempt"])), int(attempt["at"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            attempt = Attempt.from_bytes(attempt_log)
+        except (orjson.JSONDecodeError, TypeError):
             return False  # not an attempt log line: nothing to learn from it
-        self._delivered.setdefault(partition, {})[key] = at
+        if attempt.outcome != "delivered":
+            return False
+        self._delivered.setdefault(partition, {})[(attempt.delivery_id, attempt.attempt)] = (
+            attempt.at
+        )
         return True
 
     def covers(self, partition: int, delivery_id: str, attempt: int, written_ms: int) -> bool:

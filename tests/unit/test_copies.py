@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import orjson
-
 from pipeline.delivery.copies import FANOUT_HEADER, DeliveredBefore, RecentFanouts, fanout_id
+from pipeline.delivery.record import Attempt
 
 WINDOW = 60_000
 
@@ -61,9 +60,20 @@ def test_only_the_fanout_header_names_a_copy() -> None:
 
 
 def _log(delivery_id: str, attempt: int, at: int, outcome: str = "delivered") -> bytes:
-    return orjson.dumps(
-        {"delivery_id": delivery_id, "attempt": attempt, "at": at, "outcome": outcome}
-    )
+    return Attempt(
+        delivery_id=delivery_id,
+        endpoint_id="ep_1",
+        account_id="acct_a",
+        event_id="evt_1",
+        event_type="order.created",
+        attempt=attempt,
+        at=at,
+        status=200 if outcome == "delivered" else 500,
+        error=None,
+        latency_ms=1.0,
+        response_excerpt="",
+        outcome=outcome,  # type: ignore[arg-type]
+    ).to_bytes()
 
 
 def test_a_delivered_attempt_covers_the_record_that_asked_for_it() -> None:
