@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     """How long delivery history (the attempts and deliveries topics) is kept and shown."""
 
     # Processes
+    worker_role: Literal["all", "fanout", "sender"] = "all"
+    """What ``velourcity worker`` runs: the fan-out and the sender (``all``), or one of them
+    (to measure or scale them apart; each is its own consumer group either way)."""
     log_level: Literal["debug", "info", "warn", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     """``json``: one JSON object a line (for log pipelines); ``console``: for people."""

@@ -94,7 +94,8 @@ def create_app(settings: Settings, *, endpoints: EndpointCache) -> faust.App:
             )
         return outputs
 
-    _agent(app, domain, "fanout", endpoints, fanout_batch, produce, settings.http_timeout + 10)
+    if settings.worker_role != "sender":
+        _agent(app, domain, "fanout", endpoints, fanout_batch, produce, settings.http_timeout + 10)
     return app
 
 
@@ -189,9 +190,11 @@ def run_worker(settings: Settings) -> None:
     endpoints = EndpointCache(settings).start()
     app = create_app(settings, endpoints=endpoints)
     health = HealthCache(settings).start()
-    handler = DeliveryHandler(settings, endpoints, HttpSender(settings))
-    sender = Dispatcher(settings, handler, endpoints=endpoints, health=health)
-    worker = faust.Worker(app, sender, loglevel=settings.log_level, redirect_stdouts=False)
+    services = []
+    if settings.worker_role != "fanout":
+        handler = DeliveryHandler(settings, endpoints, HttpSender(settings))
+        services.append(Dispatcher(settings, handler, endpoints=endpoints, health=health))
+    worker = faust.Worker(app, *services, loglevel=settings.log_level, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
     finally:
