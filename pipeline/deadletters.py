@@ -10,6 +10,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from pipeline.delivery.record import Delivery
 from pipeline.exceptions import PublishError
+from pipeline.kafka.config import producer_config
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS, DELIVERIES
 
@@ -64,9 +65,7 @@ def redrive(settings: Settings, letters: list[DeadLetter]) -> int:
 def send_again(settings: Settings, deliveries: list[Delivery]) -> int:
     """Put deliveries on the deliveries topic at attempt 1 of a fresh schedule (same delivery
     id and webhook-id), waiting for the broker's acks. Returns how many went."""
-    producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "acks": "all"}
-    )
+    producer = Producer(producer_config(settings))  # murmur2: the endpoint's own partition
     errors: list[str] = []
     for delivery in deliveries:
         fresh = delivery.replace(attempt=1, not_before=0, dead_letter_reason=None)

@@ -5,16 +5,12 @@ Pure functions; the Faust agent that runs them lives in :mod:`pipeline.worker`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
-from pipeline.delivery.handler import Output
 from pipeline.delivery.record import Delivery, delivery_id_for
 from pipeline.endpoints.model import Endpoint
 from pipeline.events.body import render_body
 from pipeline.events.codec import DecodedEvent
-from pipeline.settings import Settings
-from pipeline.topics import QUARANTINE
 
 
 def fan_out(decoded: DecodedEvent, endpoints: Iterable[Endpoint]) -> list[Delivery]:
@@ -25,7 +21,7 @@ def fan_out(decoded: DecodedEvent, endpoints: Iterable[Endpoint]) -> list[Delive
     ]
     if not targets:
         return []
-    body = render_body(event).decode()
+    body = render_body(event)
     order_id = (event.get("data") or {}).get("order_id")
     event_time = int(event["occurred_at"].timestamp() * 1000)
     return [
@@ -41,26 +37,3 @@ def fan_out(decoded: DecodedEvent, endpoints: Iterable[Endpoint]) -> list[Delive
         )
         for endpoint in targets
     ]
-
-
-def quarantine(
-    settings: Settings,
-    *,
-    value: bytes | None,
-    key: bytes | None,
-    topic: str,
-    partition: int,
-    offset: int,
-    reason: str,
-    error: str,
-) -> Output:
-    """The original bytes, untouched, with where they came from and why in the headers."""
-    headers = (
-        ("velourcity-quarantine-reason", reason.encode()),
-        ("velourcity-quarantine-error", error[:1000].encode()),
-        ("velourcity-source-topic", topic.encode()),
-        ("velourcity-source-partition", str(partition).encode()),
-        ("velourcity-source-offset", str(offset).encode()),
-        ("velourcity-quarantined-at", str(int(time.time() * 1000)).encode()),
-    )
-    return Output(settings.topic(QUARANTINE), key or b"", value or b"", headers)

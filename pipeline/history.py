@@ -75,7 +75,7 @@ class DeliveryView:
             event_type=self.event_type,
             account_id=self.account_id,
             endpoint_id=self.endpoint_id,
-            body=self.body,
+            body=self.body.encode(),
             event_time=self.event_time,
         )
 
@@ -103,7 +103,8 @@ class DeliveryHistory:
         with self._lock:
             view = self._view(delivery.delivery_id, delivery, seen_at)
             if view.body is None:
-                view.body, view.event_time = delivery.body, delivery.event_time
+                view.body = delivery.body.decode(errors="replace")
+                view.event_time = delivery.event_time
 
     def add_attempt(self, attempt: Attempt) -> None:
         with self._lock:

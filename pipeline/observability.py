@@ -54,6 +54,12 @@ BREAKERS_OPEN = Gauge(
 QUARANTINED = Counter(
     "velourcity_quarantined", "Input records set aside as undecodable or invalid.", ["reason"]
 )
+INTERNAL_ERRORS = Counter(
+    "velourcity_internal_errors",
+    "Bugs of ours that stopped an event's fan-out or a delivery's attempt (never counted"
+    " against the endpoint; tried again, then quarantined).",
+    ["stage"],
+)
 CONSUMER_LAG = Gauge(
     "velourcity_consumer_lag",
     "Records of a sender topic not yet taken by this worker (for a retry tier: its backlog).",

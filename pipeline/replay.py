@@ -40,6 +40,7 @@ from pipeline.events.codec import decode
 from pipeline.events.registry import SchemaRegistry, default_registry
 from pipeline.exceptions import InvalidInput, PublishError, VelourcityError
 from pipeline.fanout import fan_out
+from pipeline.kafka.config import producer_config
 from pipeline.kafka_retry import retrying
 from pipeline.settings import Settings
 from pipeline.topics import DELIVERIES
@@ -282,14 +283,7 @@ class _DeliverySink:
 
     def __init__(self, settings: Settings) -> None:
         self._topic = settings.topic(DELIVERIES)
-        self._producer = Producer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 20,
-            }
-        )
+        self._producer = Producer(producer_config(settings, **{"linger.ms": 20}))
         self._errors: list[str] = []
 
     def send(self, deliveries: list[Delivery]) -> None:

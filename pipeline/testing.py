@@ -114,11 +114,11 @@ def make_signed_request(
         event_type=event["type"],
         account_id=event["account_id"],
         endpoint_id=endpoint_id,
-        body=body.decode(),
+        body=body,
         attempt=attempt,
         event_time=int(event["occurred_at"].timestamp() * 1000),
     )
-    sent = delivery.body.encode()  # as the handler does: every attempt sends these bytes
+    sent = delivery.body  # as the handler does: every attempt sends these bytes
     sent_at = int(time.time()) if timestamp is None else timestamp
     return SignedRequest(
         headers=webhook_headers(delivery, sent, secrets, timestamp=sent_at), body=sent

@@ -278,7 +278,7 @@ async def send_test(endpoint_id: str, body: TestEvent, api: ApiDep, caller: Call
         event_type=body.event_type,
         account_id=caller.id,
         endpoint_id=endpoint.id,
-        body=render_body(event).decode(),
+        body=render_body(event),
         event_time=int(event["occurred_at"].timestamp() * 1000),
     )
     await _send(api, [delivery])

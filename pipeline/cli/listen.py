@@ -128,7 +128,7 @@ def _deliveries(settings: Settings, endpoint_id: str, since_ms: int) -> Iterator
 
 
 def _forward(client: httpx.Client, endpoint: Endpoint, delivery: Delivery, url: str) -> str:
-    body = delivery.body.encode()
+    body = delivery.body
     now_ms = int(time.time() * 1000)
     headers = webhook_headers(
         delivery, body, endpoint.signing_secrets(now_ms), timestamp=now_ms // 1000

@@ -31,7 +31,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 import structlog
@@ -54,6 +54,21 @@ P = TypeVar("P", bound=Hashable)
 
 READ_BACK_SECONDS = 30.0
 """Longest an assignment spends reading the window back (a copy missed is a duplicate)."""
+
+
+def marks(headers: Any) -> tuple[str | None, bool]:
+    """One pass over a deliveries record's headers (``(name, value)`` pairs, as either
+    client gives them): its fan-out id (None: not written by the fan-out), and whether it is
+    a fence."""
+    if not headers:
+        return None, False
+    delivery_id, fence = None, False
+    for name, value in headers:
+        if name == FANOUT_HEADER and isinstance(value, bytes):
+            delivery_id = value.decode(errors="replace")
+        elif name == FENCE_HEADER:
+            fence = True
+    return delivery_id, fence
 
 
 def is_fence(headers: Sequence[tuple[str, bytes]] | None) -> bool:

@@ -39,36 +39,33 @@ from typing import Any, Protocol
 
 import orjson
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import (
-    InvalidProducerEpoch,
-    KafkaError,
-    OutOfOrderSequenceNumber,
-    ProducerFenced,
-)
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
-from aiokafka.structs import OffsetAndMetadata
+from confluent_kafka import KafkaException, Message
 from mode import Service
 
+from pipeline.delivery.admission import admit
 from pipeline.delivery.breaker import Breakers, Change
 from pipeline.delivery.copies import (
     DeliveredBefore,
     RecentFanouts,
     fanout_id,
     is_fence,
+    marks,
     read_back,
 )
-from pipeline.delivery.handler import DeliveryHandler, Output
+from pipeline.delivery.handler import DeliveryHandler
 from pipeline.delivery.offsets import OffsetTracker
 from pipeline.delivery.ordering import OrderingBook, OrderingLog, park_until, queue_name
 from pipeline.delivery.ratelimit import RateLimiter
 from pipeline.delivery.record import Delivery
 from pipeline.endpoints.model import Endpoint
-from pipeline.fanout import quarantine
 from pipeline.health import HealthIndex
+from pipeline.kafka.config import consumer_config, producer_config
+from pipeline.kafka.consumer import GroupConsumer, Offsets
+from pipeline.kafka.producer import AsyncProducer, Output, ProduceError
 from pipeline.observability import (
     BREAKER_SKIPS,
     BREAKERS_OPEN,
@@ -78,6 +75,7 @@ from pipeline.observability import (
     ENDPOINTS_DISABLED,
     QUARANTINED,
 )
+from pipeline.quarantine import quarantine_record
 from pipeline.settings import Settings
 from pipeline.topics import ATTEMPTS, DELIVERIES, ENDPOINT_HEALTH, retry_tiers, retry_topic_name
 
@@ -93,13 +91,6 @@ POLL_RECORDS = 500
 PRODUCE_BACKOFF_MAX = 5.0
 PENDING_PER_REQUEST = 5
 """Records a worker holds (taken, not finished) per request it may make at once."""
-
-
-PRODUCER_BROKEN = (OutOfOrderSequenceNumber, InvalidProducerEpoch, ProducerFenced)
-"""Errors after which an idempotent producer never succeeds again (its sequence state no
-longer matches the broker's, e.g. after a broker restart with batches in flight): only a new
-producer does. Seen in the chaos suite's broker-restart scenario, where the sender retried
-with the broken producer forever and delivered nothing more."""
 
 
 class _NotDone(Exception):
@@ -135,6 +126,7 @@ class Dispatcher(Service):
         self._topics = sender_topics(settings)
         self._taken = asyncio.Semaphore(PENDING_PER_REQUEST * settings.sender_concurrency)
         self._requests = asyncio.Semaphore(settings.sender_concurrency)
+        self._in_flight = settings.endpoint_max_in_flight
         self._endpoint_cap = settings.endpoint_max_in_flight + settings.endpoint_max_queued
         self._per_endpoint: Counter[str] = Counter()
         """Deliveries of each endpoint taken and not finished."""
@@ -169,37 +161,37 @@ class Dispatcher(Service):
         self._ordering = OrderingLog(settings)
         self._settled: dict[str, asyncio.Event] = {}
         """Ordered queue → set when its head's attempt is over (wakes the ones waiting)."""
-        self._write_lock = asyncio.Lock()
         self._queues_loaded = asyncio.Event()
         """Clear while an assignment loads the ordered queues: records wait to be taken."""
         self._queues_loaded.set()
-        self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._source: GroupConsumer | None = None
+        self._partition_count: dict[str, int] = {}
+        self._tps: dict[tuple[str, int], TopicPartition] = {}
+        self._lag_reported = 0.0
+        self._producer: AsyncProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._reader: AIOKafkaConsumer | None = None
         """Reads the recent fan-out records back at assignment (:mod:`.copies`)."""
-        self._producer_lock = asyncio.Lock()
-        self._loop_task: asyncio.Task[None] | None = None
 
     # Lifecycle (mode.Service) ------------------------------------------------------------
 
     async def on_start(self) -> None:
         settings = self._settings
         self._producer = self._new_producer()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=settings.group("velourcity-sender"),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=int(settings.session_timeout * 1000),
-            heartbeat_interval_ms=int(settings.session_timeout * 250),
-            max_poll_records=POLL_RECORDS,
-            # Partition p of every sender topic goes to the same worker (all have the same
-            # partition count, and a delivery's key is its endpoint id): one worker handles an
-            # endpoint's first tries and retries alike, so its breaker sees every attempt.
-            partition_assignment_strategy=(RangePartitionAssignor,),
+        self._source = GroupConsumer(
+            consumer_config(
+                settings,
+                group=settings.group("velourcity-sender"),
+                # Partition p of every sender topic goes to the same worker (all have the same
+                # partition count, and a delivery's key is its endpoint id): one worker handles
+                # an endpoint's first tries and retries alike, so its breaker sees every attempt.
+                **{"partition.assignment.strategy": "range"},
+            ),
+            self._topics,
+            on_batch=self._take_batch,
+            on_assign=self._assigned,
+            on_revoke=self._revoked,
         )
-        await self._producer.start()
         self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
         await self._admin.start()
         self._reader = AIOKafkaConsumer(
@@ -209,32 +201,28 @@ class Dispatcher(Service):
         if (load_health := getattr(self._health, "wait_ready_async", None)) is not None:
             await load_health(60.0)  # failure streaks carry on across restarts
         await self._ordering.start()  # ordered queues: loaded at each assignment
-        self._consumer.subscribe(self._topics, listener=_Rebalance(self))
-        await self._consumer.start()
-        self._loop_task = asyncio.ensure_future(self._consume())
+        source = self._source
+        for topic in self._topics:
+            found = await asyncio.to_thread(source.partitions, topic)
+            if not found:
+                raise RuntimeError(f"topic {topic} does not exist (velourcity topics create)")
+            self._partition_count[topic] = len(found)
+        source.start()
         self._committer = asyncio.ensure_future(self._commit_progress())
         log.info("sender started", topics=self._topics)
 
-    def _new_producer(self) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            max_request_size=8 * 1024 * 1024,
-        )
+    def _new_producer(self) -> AsyncProducer:
+        return AsyncProducer(producer_config(self._settings))
 
-    async def _replace_producer(self, broken: AIOKafkaProducer, exc: KafkaError) -> None:
-        """Swap a producer that can never succeed again (:data:`PRODUCER_BROKEN`) for a new
-        one; the sends it failed are retried with the new one (at least once)."""
-        async with self._producer_lock:
-            if self._producer is not broken:
-                return  # another job replaced it already
-            log.warning("producer broken; starting a new one", error=repr(exc))
-            fresh = self._new_producer()
-            await fresh.start()
-            self._producer = fresh
-        self._background_task(_stop_quietly(broken))
+    def _replace_producer(self, broken: AsyncProducer, exc: ProduceError) -> None:
+        """Swap a producer that can never succeed again (a fatal error: e.g. its idempotence
+        state fenced after a broker restart) for a new one; what it failed is produced again
+        with the new one (at least once). Seen in the chaos suite's broker-restart scenario,
+        where a sender retried with its broken producer forever and delivered nothing more."""
+        if self._producer is not broken:
+            return  # another job replaced it already
+        log.warning("producer broken; starting a new one", error=str(exc))
+        self._producer = broken.renewed()
 
     async def on_stop(self) -> None:
         """Drain: no new attempts; in-flight ones finish (bounded by the HTTP timeout), their
@@ -242,103 +230,154 @@ class Dispatcher(Service):
         self._halting = True
         if self._committer is not None:
             self._committer.cancel()
-        if self._loop_task is not None:
-            await asyncio.wait([self._loop_task], timeout=POLL_MS / 1000 + 1)
-            self._loop_task.cancel()
-        if self._consumer is not None:
-            await self._release(set(self._owned))
-            await self._consumer.stop()
+        if self._source is not None:
+            await self._source.stop()  # its revoke: the jobs finish, their offsets committed
         await self._ordering.stop()
         if self._admin is not None:
             await self._admin.close()
         if self._reader is not None:
             await self._reader.stop()
         if self._producer is not None:
-            await self._producer.stop()
+            await self._producer.flush(10)
         await self._handler.aclose()
         log.info("sender stopped")
 
     # The loop --------------------------------------------------------------------------
 
-    async def _consume(self) -> None:
-        assert self._consumer is not None
-        while not self._halting:
-            try:
-                batch = await self._consumer.getmany(timeout_ms=POLL_MS)
-            except KafkaError as exc:
-                log.warning("polling failed; retrying", error=repr(exc))
-                await asyncio.sleep(1)
-                continue
-            for tp, records in batch.items():
-                for record in records:
-                    if not await self._take(tp, record):
-                        break  # the partition is paused (or no longer ours): skip the rest
+    def _tp(self, topic: str, partition: int) -> TopicPartition:
+        tp = self._tps.get((topic, partition))
+        if tp is None:
+            tp = self._tps[(topic, partition)] = TopicPartition(topic, partition)
+        return tp
+
+    async def _take_batch(self, records: list[Message]) -> None:
+        """A batch from the consumer's thread, in offset order per partition."""
+        stopped: set[TopicPartition] = set()
+        for record in records:
+            tp = self._tp(record.topic() or "", record.partition() or 0)
+            if tp not in stopped and not await self._take(tp, record):
+                stopped.add(tp)  # the partition is paused (or no longer ours): skip the rest
+        if (now := time.monotonic()) - self._lag_reported > 1.0:
+            self._lag_reported = now
             self._report_lag()
 
-    async def _take(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
+    async def _take(self, tp: TopicPartition, record: Message) -> bool:
         """Start the record's job; False when the partition must not go on for now."""
-        await self._queues_loaded.wait()  # the fetcher may hand records over before that
-        if tp in self._owned and self._is_copy(tp, record):  # owned: read back already
-            COPIES_SKIPPED.inc()
-            self._skip(tp, record.offset)
-            return True
-        if tp.topic == self._deliveries_topic and is_fence(record.headers):
+        if not self._queues_loaded.is_set():
+            await self._queues_loaded.wait()  # the fetcher may hand records over before that
+        owned = tp in self._owned
+        offset: int = record.offset() or 0
+        written_ms: int = record.timestamp()[1]
+        copy_id, fence = (
+            marks(record.headers()) if tp.topic == self._deliveries_topic else (None, False)
+        )
+        if fence:
             self._fanouts.forget([tp])  # a replay follows: what comes after is not a copy
-            if tp in self._owned:
-                self._skip(tp, record.offset)
+            if owned:
+                self._skip(tp, offset)
             return True
-        if tp in self._owned and self._tracker.skip(tp, record.offset):
+        if (
+            owned and copy_id is not None and self._fanouts.is_copy(tp, copy_id, offset, written_ms)
+        ):  # the fan-out wrote it again, after a crash or rebalance (:mod:`.copies`)
+            COPIES_SKIPPED.inc()
+            self._skip(tp, offset)
+            return True
+        if owned and self._tracker.skip(tp, offset):
             self._progress.set()  # its previous owner finished it: not done twice
             return True
         try:
-            delivery: Delivery | None = Delivery.from_bytes(record.value or b"")
+            delivery = Delivery.from_bytes(record.value() or b"")
         except Exception as exc:
-            delivery = None
-            bad = _quarantine(self._settings, record, exc)
-        if delivery is not None and tp in self._owned and self._sent_before(tp, delivery, record):
+            return await self._start(
+                tp, offset, None, self._outputs_of(_quarantine(self._settings, record, exc))
+            )
+        endpoint = self._handler.endpoint(delivery.endpoint_id)
+        if owned and self._sent_before(tp, delivery, endpoint, written_ms):
             COPIES_SKIPPED.inc()
-            self._skip(tp, record.offset)
+            self._skip(tp, offset)
             return True
-        if delivery is not None and (wait := delivery.not_before / 1000 - time.time()) > 0:
-            self._pause_until_due(tp, record.offset, wait)
-            return False
+        endpoint_id = delivery.endpoint_id
+        name = self._queue_of(delivery, endpoint)
+        admission = admit(
+            delivery,
+            endpoint,
+            now_ms=int(time.time() * 1000),
+            ordered=name is not None,
+            breaker_wait=self._breakers.wait(endpoint_id),
+            taken=self._per_endpoint[endpoint_id],
+            share=self._endpoint_cap,
+        )
+        match admission.kind:
+            case "wait":
+                self._pause_until_due(tp, offset, admission.wait)
+                return False
+            case "ordered":
+                assert name is not None
+                return await self._start(
+                    tp, offset, None, None, ordered=(record, delivery, endpoint, name)
+                )
+            case "behind_breaker":
+                # before the endpoint's share: its deliveries wait for the probe, not for a
+                # first-tier round (a hanging endpoint's backlog came round every 5 s)
+                BREAKER_SKIPS.inc()
+                return await self._start(
+                    tp, offset, None, self._outputs_of(self._behind_breaker(delivery))
+                )
+            case "defer":
+                log.debug("endpoint busy; deferred", endpoint_id=endpoint_id)
+                DEFERRED.inc()
+                return await self._start(
+                    tp, offset, None, self._outputs_of(self._handler.defer(delivery))
+                )
+        if endpoint is not None and endpoint.enabled and not self._breakers.allow(endpoint_id):
+            BREAKER_SKIPS.inc()  # half-open: another delivery is the probe
+            return await self._start(
+                tp, offset, None, self._outputs_of(self._behind_breaker(delivery))
+            )
+        return await self._start(tp, offset, endpoint_id, None, attempt=(delivery, endpoint))
+
+    async def _start(
+        self,
+        tp: TopicPartition,
+        offset: int,
+        endpoint_id: str | None,
+        outputs: Coroutine[Any, Any, list[Output]] | None,
+        *,
+        attempt: tuple[Delivery, Endpoint | None] | None = None,
+        ordered: tuple[Message, Delivery, Endpoint | None, str] | None = None,
+    ) -> bool:
+        """Take the record (within the worker's bound of records held) and start its job."""
         await self._taken.acquire()
         if self._halting or tp not in self._owned:
             self._taken.release()
+            if outputs is not None:
+                outputs.close()
             return False
-        self._tracker.start(tp, record.offset)
-        if delivery is None:
-            job = self._finish(tp, record.offset, None, self._outputs_of(bad))
-        elif (name := self._queue_of(delivery)) is not None:
-            job = self._take_ordered(tp, record, delivery, name)
-        elif self._breakers.wait(delivery.endpoint_id) > 0:
-            # before the endpoint's share: its deliveries wait for the probe, not for a
-            # first-tier round (a hanging endpoint's backlog came round every 5 s)
-            BREAKER_SKIPS.inc()
-            skipped = self._behind_breaker(delivery)
-            job = self._finish(tp, record.offset, None, self._outputs_of(skipped))
-        elif self._per_endpoint[delivery.endpoint_id] >= self._endpoint_cap:
-            log.debug("endpoint busy; deferred", endpoint_id=delivery.endpoint_id)
-            DEFERRED.inc()
-            deferred = self._handler.defer(delivery)
-            job = self._finish(tp, record.offset, None, self._outputs_of(deferred))
-        elif not self._breakers.allow(delivery.endpoint_id):
-            BREAKER_SKIPS.inc()
-            skipped = self._behind_breaker(delivery)
-            job = self._finish(tp, record.offset, None, self._outputs_of(skipped))
-        else:
+        self._tracker.start(tp, offset)
+        if attempt is not None:
+            delivery, endpoint = attempt
             self._per_endpoint[delivery.endpoint_id] += 1
-            job = self._finish(tp, record.offset, delivery.endpoint_id, self._attempt(delivery))
+            job = self._finish(tp, offset, endpoint_id, self._attempt(delivery, endpoint))
+        elif ordered is not None:
+            record, delivery, endpoint, name = ordered
+            job = self._take_ordered(tp, record, delivery, endpoint, name)
+        else:
+            assert outputs is not None
+            job = self._finish(tp, offset, None, outputs)
         task = asyncio.ensure_future(job)
-        self._jobs.setdefault(tp, set()).add(task)
-        task.add_done_callback(self._jobs[tp].discard)
+        jobs = self._jobs.get(tp)
+        if jobs is None:
+            jobs = self._jobs[tp] = set()
+        jobs.add(task)
+        task.add_done_callback(jobs.discard)
         return True
 
     def _take_ordered(
         self,
         tp: TopicPartition,
-        record: ConsumerRecord[bytes, bytes],
+        record: Message,
         delivery: Delivery,
+        endpoint: Endpoint | None,
         name: str,
     ) -> Coroutine[Any, Any, None]:
         """The job of an ordered endpoint's delivery (see :meth:`_ordered`)."""
@@ -346,27 +385,30 @@ class Dispatcher(Service):
         if (home := self._home(tp.topic, endpoint_id)) is not None and tp.partition != home:
             # Sent again by another producer's partitioner (the API's send_again): move it to
             # the endpoint's own partition, whose worker keeps the endpoint's queues.
-            moved = Output(tp.topic, endpoint_id.encode(), record.value or b"")
-            return self._finish(tp, record.offset, None, self._outputs_of([moved]))
+            moved = Output(tp.topic, endpoint_id.encode(), record.value() or b"")
+            return self._finish(tp, record.offset() or 0, None, self._outputs_of([moved]))
         # It joins its queue now, in take order (jobs may start later), deferred or not.
         joined = self._book.enqueue(name, delivery.delivery_id)
         if self._per_endpoint[endpoint_id] >= self._endpoint_cap:
             DEFERRED.inc()
             deferred = self._handler.defer(delivery)
-            return self._finish(tp, record.offset, None, self._written(name, joined, deferred))
+            return self._finish(
+                tp, record.offset() or 0, None, self._written(name, joined, deferred)
+            )
         self._per_endpoint[endpoint_id] += 1
-        return self._finish(tp, record.offset, endpoint_id, self._ordered(delivery, name, joined))
+        return self._finish(
+            tp, record.offset() or 0, endpoint_id, self._ordered(delivery, endpoint, name, joined)
+        )
 
     def _sent_before(
-        self, tp: TopicPartition, delivery: Delivery, record: ConsumerRecord[bytes, bytes]
+        self, tp: TopicPartition, delivery: Delivery, endpoint: Endpoint | None, written_ms: int
     ) -> bool:
         """Delivered by a previous owner of the partition, which died before committing it.
         Not for an ordered endpoint: its queue must see the delivery settle."""
         if not self._delivered.covers(
-            tp.partition, delivery.delivery_id, delivery.attempt, record.timestamp
+            tp.partition, delivery.delivery_id, delivery.attempt, written_ms
         ):
             return False
-        endpoint = self._handler.endpoint(delivery.endpoint_id)
         return endpoint is None or not endpoint.ordered
 
     def _skip(self, tp: TopicPartition, offset: int) -> None:
@@ -376,20 +418,10 @@ class Dispatcher(Service):
             self._tracker.finish(tp, offset)
         self._progress.set()
 
-    def _is_copy(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
-        """A delivery the fan-out wrote again, after a crash or a rebalance (:mod:`.copies`)."""
-        if tp.topic != self._deliveries_topic:
-            return False
-        delivery_id = fanout_id(record.headers)
-        return delivery_id is not None and self._fanouts.is_copy(
-            tp, delivery_id, record.offset, record.timestamp
-        )
-
-    def _queue_of(self, delivery: Delivery) -> str | None:
+    def _queue_of(self, delivery: Delivery, endpoint: Endpoint | None) -> str | None:
         """The ordered queue of the delivery; None when its endpoint is not ordered (or gone),
         or the event belongs to no order. A delivery left in a queue from when its endpoint was
         ordered leaves it, so it can never hold that order's later deliveries back."""
-        endpoint = self._handler.endpoint(delivery.endpoint_id)
         ordered = endpoint is not None and endpoint.ordered
         if not ordered and not len(self._book):
             return None
@@ -404,30 +436,32 @@ class Dispatcher(Service):
         return None
 
     def _home(self, topic: str, endpoint_id: str) -> int | None:
-        """The partition the endpoint's records go to (the producers' default partitioner)."""
-        assert self._consumer is not None
-        partitions: list[int] = sorted(self._consumer.partitions_for_topic(topic) or ())
-        if not partitions:
+        """The partition the endpoint's records go to (murmur2, as every producer of the
+        pipeline partitions: :func:`~pipeline.kafka.config.producer_config`)."""
+        count = self._partition_count.get(topic)
+        if not count:
             return None
-        index = (int(murmur2(endpoint_id.encode())) & 0x7FFFFFFF) % len(partitions)
-        return partitions[index]
+        return (int(murmur2(endpoint_id.encode())) & 0x7FFFFFFF) % count
 
     def _pause_until_due(self, tp: TopicPartition, offset: int, wait: float) -> None:
-        assert self._consumer is not None
-        self._consumer.seek(tp, offset)  # read it again when due; drops what was fetched past it
-        self._consumer.pause(tp)
+        assert self._source is not None
+        # read it again when due; librdkafka drops what it fetched past it
+        self._source.seek(tp.topic, tp.partition, offset)
+        self._source.pause(tp.topic, tp.partition)
         if (timer := self._resume_at.pop(tp, None)) is not None:
             timer.cancel()
         self._resume_at[tp] = asyncio.get_running_loop().call_later(wait, self._resume, tp)
 
     def _resume(self, tp: TopicPartition) -> None:
         self._resume_at.pop(tp, None)
-        if self._consumer is not None and tp in self._owned:
-            self._consumer.resume(tp)
+        if self._source is not None and tp in self._owned:
+            self._source.resume(tp.topic, tp.partition)
 
     # One record's job --------------------------------------------------------------------
 
-    async def _ordered(self, delivery: Delivery, name: str, joined: bool) -> list[Output]:
+    async def _ordered(
+        self, delivery: Delivery, endpoint: Endpoint | None, name: str, joined: bool
+    ) -> list[Output]:
         """An ordered endpoint's delivery: attempted only as the head of its order's queue.
 
         Taken while the head's attempt is in flight, it waits for that attempt's end (take
@@ -457,7 +491,7 @@ class Dispatcher(Service):
         else:
             produced = False
             try:
-                outputs = await self._attempt_ordered(delivery)
+                outputs = await self._attempt_ordered(delivery, endpoint)
                 produced = await self._produce(outputs)
             finally:
                 if produced and self._book.settle(name, did, self._retry_due(outputs, did)):
@@ -473,11 +507,11 @@ class Dispatcher(Service):
             raise _NotDone
         return outputs
 
-    async def _attempt_ordered(self, delivery: Delivery) -> list[Output]:
+    async def _attempt_ordered(self, delivery: Delivery, endpoint: Endpoint | None) -> list[Output]:
         if not self._breakers.allow(delivery.endpoint_id):
             BREAKER_SKIPS.inc()
             return self._behind_breaker(delivery)
-        return await self._attempt(delivery)
+        return await self._attempt(delivery, endpoint)
 
     def _behind_breaker(self, delivery: Delivery) -> list[Output]:
         return self._handler.defer(
@@ -488,7 +522,7 @@ class Dispatcher(Service):
         """When the delivery is tried again (its record in a retry tier); None: it is done."""
         for output in outputs:
             if output.topic in self._retry_topics:
-                retry = Delivery.from_bytes(output.value)
+                retry = Delivery.from_bytes(output.value or b"")
                 if retry.delivery_id == delivery_id:
                     return retry.not_before
         return None
@@ -502,17 +536,16 @@ class Dispatcher(Service):
         while True:
             producer = self._producer
             try:
-                async with self._write_lock:
-                    ack = await producer.send(topic, self._book.snapshot(name), key=key)
-                await ack
+                # sent in the order of the changes: librdkafka keeps one partition's order
+                await producer.send([Output(topic, key, self._book.snapshot(name))])
                 return True
-            except KafkaError as exc:
+            except ProduceError as exc:
                 if self._halting:
                     return False
-                if isinstance(exc, PRODUCER_BROKEN):
-                    await self._replace_producer(producer, exc)
+                if exc.fatal:
+                    self._replace_producer(producer, exc)
                     continue
-                log.warning("writing an ordered queue failed; retrying", error=repr(exc))
+                log.warning("writing an ordered queue failed; retrying", error=str(exc))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, PRODUCE_BACKOFF_MAX)
 
@@ -521,23 +554,22 @@ class Dispatcher(Service):
             raise _NotDone
         return outputs
 
-    async def _attempt(self, delivery: Delivery) -> list[Output]:
+    async def _attempt(self, delivery: Delivery, endpoint: Endpoint | None) -> list[Output]:
         endpoint_id = delivery.endpoint_id
-        limit = self._settings.endpoint_max_in_flight
-        turn = self._turns.setdefault(endpoint_id, asyncio.Semaphore(limit))
+        turn = self._turns.get(endpoint_id)
+        if turn is None:
+            turn = self._turns[endpoint_id] = asyncio.Semaphore(self._in_flight)
         try:
             async with turn:
                 if self._breakers.state(endpoint_id) == "open":  # opened while this one queued
                     BREAKER_SKIPS.inc()
                     return self._behind_breaker(delivery)
-                endpoint = self._handler.endpoint(endpoint_id)
                 if endpoint is not None and endpoint.rate_limit:
                     await self._limiter.wait(endpoint_id, endpoint.rate_limit)
                 async with self._requests:
-                    outputs, result = await self._handler.attempt(delivery)
-        except Exception as exc:  # a bug must not lose the delivery: it goes to a retry tier
+                    outputs, result = await self._handler.attempt(delivery, endpoint)
+        except Exception as exc:  # our bug, not the endpoint's: no breaker, no auto-disable
             log.exception("delivery handling failed", delivery_id=delivery.delivery_id)
-            self._breakers.forget(endpoint_id)
             return self._handler.on_error(delivery, exc)
         if result is None:
             self._breakers.forget(endpoint_id)
@@ -595,7 +627,9 @@ class Dispatcher(Service):
             "failing_since": self._failing_since.get(change.endpoint_id),
         }
         topic, key = self._settings.topic(ENDPOINT_HEALTH), change.endpoint_id.encode()
-        self._background_task(self._producer.send(topic, orjson.dumps(health), key=key))
+        self._background_task(
+            _quietly(self._producer.send([Output(topic, key, orjson.dumps(health))]))
+        )
 
     @staticmethod
     async def _outputs_of(outputs: list[Output]) -> list[Output]:
@@ -626,22 +660,16 @@ class Dispatcher(Service):
         while True:
             producer = self._producer
             try:
-                acks = [
-                    await producer.send(
-                        o.topic, o.value, key=o.key, headers=list(o.headers) or None
-                    )
-                    for o in outputs
-                ]
-                await asyncio.gather(*acks)
+                await producer.send(outputs)
                 return True
-            except KafkaError as exc:
+            except ProduceError as exc:
                 if self._halting:
-                    log.error("results not produced before stopping", error=repr(exc))
+                    log.error("results not produced before stopping", error=str(exc))
                     return False
-                if isinstance(exc, PRODUCER_BROKEN):
-                    await self._replace_producer(producer, exc)
+                if exc.fatal:
+                    self._replace_producer(producer, exc)
                     continue
-                log.warning("producing results failed; retrying", error=repr(exc), wait=backoff)
+                log.warning("producing results failed; retrying", error=str(exc), wait=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, PRODUCE_BACKOFF_MAX)
 
@@ -664,34 +692,41 @@ class Dispatcher(Service):
         self, *, every: float = 0.0, partitions: set[TopicPartition] | None = None
     ) -> None:
         now = time.monotonic()
-        if self._consumer is None or now - self._last_commit < every:
+        if self._source is None or now - self._last_commit < every:
             return
         self._last_commit = now
         commits = self._tracker.to_commit_with_metadata(
             self._owned if partitions is None else partitions
         )
-        offsets = {tp: OffsetAndMetadata(o, metadata) for tp, (o, metadata) in commits.items()}
-        if not offsets:
+        if not commits:
             return
         try:
-            await self._consumer.commit(offsets)
-        except KafkaError as exc:  # e.g. a rebalance is under way: the next commit catches up
-            log.warning("offset commit failed", error=repr(exc))
+            await self._source.commit({(tp.topic, tp.partition): c for tp, c in commits.items()})
+        except KafkaException as exc:  # e.g. a rebalance is under way: the next one catches up
+            log.warning("offset commit failed", error=str(exc))
             return
         self._tracker.committed_with_metadata(commits)
 
     def _report_lag(self) -> None:
-        assert self._consumer is not None
+        assert self._source is not None
         lag = dict.fromkeys(self._topics, 0)
         for tp in self._owned:
-            high, end = self._consumer.highwater(tp), self._tracker.end(tp)
+            high, end = self._source.high_watermark(tp.topic, tp.partition), self._tracker.end(tp)
             if high is not None and end is not None:
                 lag[tp.topic] += max(0, high - end)
         for topic, behind in lag.items():
             CONSUMER_LAG.labels(topic).set(behind)
 
-    async def _release(self, partitions: set[TopicPartition]) -> None:
-        """Let partitions go (revoked, or stopping): wait for their jobs, commit, forget."""
+    async def _revoked(self, partitions: list[tuple[str, int]]) -> Offsets:
+        """Let partitions go (revoked, or stopping): wait for their jobs, forget them; return
+        the offsets to commit (the consumer's thread commits them before it lets go)."""
+        released = {self._tp(topic, partition) for topic, partition in partitions}
+        commits = await self._release(released)
+        return {(tp.topic, tp.partition): commit for tp, commit in commits.items()}
+
+    async def _release(
+        self, partitions: set[TopicPartition]
+    ) -> dict[TopicPartition, tuple[int, str]]:
         self._owned -= partitions
         for tp in partitions:
             if (timer := self._resume_at.pop(tp, None)) is not None:
@@ -701,14 +736,16 @@ class Dispatcher(Service):
             _, late = await asyncio.wait(jobs, timeout=self._drain_seconds)
             if late:
                 log.warning("attempts unfinished at hand-over; redone later", count=len(late))
-        await self._commit(partitions=partitions)
+        commits = self._tracker.to_commit_with_metadata(partitions)
         self._tracker.forget(partitions)
         self._fanouts.forget(partitions)
         self._delivered.forget({tp.partition for tp in partitions})
         for tp in partitions:
             self._jobs.pop(tp, None)
+        return commits
 
-    async def _assigned(self, partitions: set[TopicPartition]) -> None:
+    async def _assigned(self, assigned: list[tuple[str, int]]) -> None:
+        partitions = {self._tp(topic, partition) for topic, partition in assigned}
         # The ordered queues as their last owners left them: every write acknowledged before
         # now (they were, before those owners committed and let go) is read first.
         self._queues_loaded.clear()
@@ -773,44 +810,32 @@ class Dispatcher(Service):
         log.info("recent records read back", fanout_records=fanouts, delivered=delivered)
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, dispatcher: Dispatcher) -> None:
-        self._dispatcher = dispatcher
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._dispatcher._release(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._dispatcher._assigned(set(assigned))
-
-
-async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+async def _quietly(sent: asyncio.Future[None]) -> None:
+    """A best-effort write (endpoint health: the next change replaces it)."""
     try:
-        await asyncio.wait_for(producer.stop(), 30)
-    except Exception as exc:  # a broken producer may fail to stop cleanly: it is dropped anyway
-        log.info("broken producer stopped uncleanly", error=repr(exc))
+        await sent
+    except ProduceError as exc:
+        log.info("endpoint health not written", error=str(exc))
 
 
-def _quarantine(
-    settings: Settings, record: ConsumerRecord[bytes, bytes], exc: Exception
-) -> list[Output]:
+def _quarantine(settings: Settings, record: Message, exc: Exception) -> list[Output]:
     QUARANTINED.labels("invalid_delivery_record").inc()
     log.warning(
         "record quarantined",
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
+        topic=record.topic() or "",
+        partition=record.partition() or 0,
+        offset=record.offset() or 0,
         reason="invalid_delivery_record",
         error=str(exc)[:300],
     )
     return [
-        quarantine(
+        quarantine_record(
             settings,
-            value=record.value,
-            key=record.key,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
+            value=record.value(),
+            key=record.key(),
+            topic=record.topic() or "",
+            partition=record.partition() or 0,
+            offset=record.offset() or 0,
             reason="invalid_delivery_record",
             error=f"{type(exc).__name__}: {exc}",
         )

@@ -10,26 +10,29 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
+from pipeline.delivery.http import Poster
 from pipeline.delivery.policy import AttemptResult, NextStep, next_step
 from pipeline.delivery.record import Attempt, Delivery, Outcome, delivery_id_for
-from pipeline.delivery.sender import HttpSender
 from pipeline.delivery.signing import webhook_headers
 from pipeline.endpoints.model import Endpoint
 from pipeline.events.body import iso_utc, render_body
 from pipeline.events.ids import new_event_id
+from pipeline.kafka.producer import Output
 from pipeline.observability import (
     ATTEMPT_SECONDS,
     ATTEMPTS,
     DEAD_LETTERS,
     DELIVERY_SECONDS,
     ENDPOINTS_DISABLED,
+    INTERNAL_ERRORS,
+    QUARANTINED,
 )
+from pipeline.quarantine import quarantine_record
 from pipeline.settings import Settings
 from pipeline.topics import ATTEMPTS as ATTEMPTS_TOPIC
 from pipeline.topics import DEAD_LETTERS as DEAD_LETTERS_TOPIC
@@ -38,22 +41,13 @@ from pipeline.topics import DELIVERIES, ENDPOINTS, retry_tiers, retry_topic_name
 log = structlog.get_logger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
-    """A record the agent must produce (and see acknowledged) before it commits."""
-
-    topic: str
-    key: bytes
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-
 class EndpointLookup(Protocol):
     def get(self, endpoint_id: str) -> Endpoint | None: ...
 
 
-class Poster(Protocol):
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> AttemptResult: ...
+INTERNAL_RETRIES = 3
+"""Times a delivery is tried again after a bug of ours (not the receiver's failure) stopped its
+attempt, in the retry tiers from the first on; then it is quarantined for an operator."""
 
 
 class DeliveryHandler:
@@ -61,7 +55,7 @@ class DeliveryHandler:
         self,
         settings: Settings,
         endpoints: EndpointLookup,
-        sender: HttpSender | Poster,
+        sender: Poster,
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -81,12 +75,14 @@ class DeliveryHandler:
         return self._endpoints.get(endpoint_id)
 
     async def handle(self, delivery: Delivery) -> list[Output]:
-        outputs, _result = await self.attempt(delivery)
+        outputs, _result = await self.attempt(delivery, self._endpoints.get(delivery.endpoint_id))
         return outputs
 
-    async def attempt(self, delivery: Delivery) -> tuple[list[Output], AttemptResult | None]:
-        """The records to produce, and the HTTP result when a request was made."""
-        endpoint = self._endpoints.get(delivery.endpoint_id)
+    async def attempt(
+        self, delivery: Delivery, endpoint: Endpoint | None
+    ) -> tuple[list[Output], AttemptResult | None]:
+        """The records to produce, and the HTTP result when a request was made. ``endpoint``
+        is the delivery's, as the caller looked it up (None: deleted)."""
         now_ms = int(self._clock() * 1000)
         if endpoint is None:
             return [self._log(delivery, None, "endpoint_deleted", at=now_ms)], None
@@ -98,7 +94,7 @@ class DeliveryHandler:
                 self._dead_letter(delivery, reason),
                 self._log(delivery, None, "dead_lettered", at=now_ms, error="endpoint_disabled"),
             ], None
-        body = delivery.body.encode()
+        body = delivery.body
         secrets = endpoint.signing_secrets(now_ms)  # newest first
         headers = webhook_headers(delivery, body, secrets, timestamp=now_ms // 1000)
         result = await self._sender.post(endpoint.url, body, headers)
@@ -162,7 +158,7 @@ class DeliveryHandler:
                 "failing_since": since,
             },
         }
-        body = render_body(event).decode()
+        body = render_body(event)
         for other in others:
             if other.id != endpoint.id and other.wants("endpoint.disabled"):
                 delivery = Delivery(
@@ -180,22 +176,34 @@ class DeliveryHandler:
         return outputs
 
     def on_error(self, delivery: Delivery, exc: BaseException) -> list[Output]:
-        """A bug while handling must not lose the delivery: park it in the first retry tier
-        (same attempt number, since no request was made)."""
-        tier = self._first_tier()
-        at = int(self._clock() * 1000)
-        retry = delivery.replace(not_before=at + int(tier * 1000))
-        return [
-            Output(retry_topic_name(self._settings, tier), _key(delivery), retry.to_bytes()),
-            self._log(
-                delivery,
-                None,
-                "retry",
-                at=at,
-                error=f"internal_error: {type(exc).__name__}",
-                next_attempt_at=retry.not_before,
-            ),
-        ]
+        """A bug of ours stopped the delivery's attempt: no request was made, so it is not the
+        endpoint's failure (no attempt used, nothing in its attempt log, its breaker and
+        auto-disable untouched). It is counted, and tried again later with a growing wait
+        (the retry tiers from the first on), :data:`INTERNAL_RETRIES` times; then it goes to
+        the quarantine topic, from which ``velourcity quarantine redrive`` sends it again
+        once the bug is fixed."""
+        INTERNAL_ERRORS.labels("sender").inc()
+        errors = delivery.internal_errors + 1
+        schedule = self._settings.retry_schedule or [self._first_tier()]
+        if errors > INTERNAL_RETRIES:
+            QUARANTINED.labels("internal_error").inc()
+            return [
+                quarantine_record(
+                    self._settings,
+                    value=delivery.replace(internal_errors=0, not_before=0).to_bytes(),
+                    key=_key(delivery),
+                    topic=self._settings.topic(DELIVERIES),
+                    partition=-1,
+                    offset=-1,
+                    reason="internal_error",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            ]
+        tier = schedule[min(errors, len(schedule)) - 1]
+        retry = delivery.replace(
+            internal_errors=errors, not_before=int((self._clock() + tier) * 1000)
+        )
+        return [Output(retry_topic_name(self._settings, tier), _key(delivery), retry.to_bytes())]
 
     def _outputs(
         self, delivery: Delivery, endpoint: Endpoint, result: AttemptResult, step: NextStep, at: int
@@ -271,18 +279,30 @@ class DeliveryHandler:
         return Output(self._settings.topic(ATTEMPTS_TOPIC), _key(delivery), attempt.to_bytes())
 
 
+_COUNTERS: dict[tuple[str, str], Any] = {}
+
+
 def _observe(attempt: Attempt, delivery: Delivery) -> None:
-    """Metrics and one log line per attempt (ids, status, timing: never a secret or a URL)."""
-    ATTEMPTS.labels(attempt.outcome, attempt.event_type).inc()
+    """Metrics for every attempt (label children bound once per outcome and type); a console
+    line for every one that did not deliver (ids, status, timing: never a secret or a URL).
+    A delivered attempt's line is at DEBUG: the attempts topic is the log of every webhook."""
+    key = (attempt.outcome, attempt.event_type)
+    counter = _COUNTERS.get(key)
+    if counter is None:
+        counter = _COUNTERS[key] = ATTEMPTS.labels(*key)
+    counter.inc()
     if attempt.status is not None or attempt.latency_ms:
         ATTEMPT_SECONDS.observe(attempt.latency_ms / 1000)
     if attempt.outcome == "delivered":
         DELIVERY_SECONDS.observe(max(0.0, (attempt.at - delivery.event_time) / 1000))
-    elif attempt.outcome in ("dead_lettered", "endpoint_disabled"):
-        DEAD_LETTERS.inc()
-        if attempt.outcome == "endpoint_disabled":
-            ENDPOINTS_DISABLED.inc()
-    log.info(
+        emit = log.debug
+    else:
+        emit = log.info
+        if attempt.outcome in ("dead_lettered", "endpoint_disabled"):
+            DEAD_LETTERS.inc()
+            if attempt.outcome == "endpoint_disabled":
+                ENDPOINTS_DISABLED.inc()
+    emit(
         "attempt",
         delivery_id=attempt.delivery_id,
         event_id=attempt.event_id,

@@ -1,7 +1,13 @@
 """What travels on the deliveries, retry, dead-letter and attempts topics (JSON, via orjson).
 
 A :class:`Delivery` carries everything a sender needs besides the endpoint itself: the exact
-body bytes rendered once at fan-out, so every attempt signs and sends the same bytes.
+body bytes rendered once at fan-out, so every attempt signs and sends the same bytes. On the
+topic it is one line of JSON (every field but the body), a newline, and the body's bytes
+untouched: nothing decodes or re-encodes the body on its way to the partner. (Records written
+before that carry the body as a JSON string, and are read as well.)
+
+Both records are slotted dataclasses serialized by ``orjson.dumps`` directly (no ``asdict``)
+and read back with a field set computed once per class.
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ class Delivery:
     event_type: str
     account_id: str
     endpoint_id: str
-    body: str
-    """The exact JSON body (UTF-8 text) POSTed on every attempt."""
+    body: bytes
+    """The exact JSON body (UTF-8) POSTed on every attempt (a ``str`` given is encoded)."""
     attempt: int = 1
     """The number of the attempt this record asks for (1 is the first try)."""
     event_time: int
@@ -48,18 +54,31 @@ class Delivery:
     replay: bool = False
     """Sent again by ``velourcity replay``: the webhook carries ``X-Velourcity-Replay: true``,
     so a receiver can tell a deliberate re-send from a retry (same ids either way)."""
+    internal_errors: int = 0
+    """Times a bug of ours stopped this attempt (no request made; see
+    :meth:`~pipeline.delivery.handler.DeliveryHandler.on_error`)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.body, str):
+            object.__setattr__(self, "body", self.body.encode())
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(dataclasses.asdict(self))
+        return orjson.dumps(self, default=_body_left_out) + b"\n" + self.body
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Delivery:
-        fields = orjson.loads(raw)
+        head, newline, body = raw.partition(b"\n")  # JSON from orjson holds no raw newline
+        fields = orjson.loads(head)
+        if not isinstance(fields, dict):
+            raise ValueError(f"a delivery record is a JSON object, not {type(fields).__name__}")
+        if newline:
+            fields["body"] = body
         # Fields a newer version added are left out, so a rolling upgrade never makes a
         # delivery unreadable (it would be quarantined).
-        known = {f.name for f in dataclasses.fields(cls)}
-        fields = {k: v for k, v in fields.items() if k in known}
-        fields["history"] = tuple(fields.get("history", ()))
+        if fields.keys() - _DELIVERY_FIELDS:
+            fields = {k: v for k, v in fields.items() if k in _DELIVERY_FIELDS}
+        if "history" in fields:
+            fields["history"] = tuple(fields["history"])
         return cls(**fields)
 
     def order_key(self) -> str | None:
@@ -68,7 +87,7 @@ class Delivery:
         if self.ordering_key is not None:
             return self.ordering_key
         try:
-            data = orjson.loads(self.body).get("data")
+            data = orjson.loads(self.body).get("data")  # accepts bytes
         except (orjson.JSONDecodeError, AttributeError):
             return None
         key = data.get("order_id") if isinstance(data, dict) else None
@@ -101,8 +120,19 @@ class Attempt:
     next_attempt_at: int | None = None
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(dataclasses.asdict(self))
+        return orjson.dumps(self)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Attempt:
         return cls(**orjson.loads(raw))
+
+
+def _body_left_out(value: object) -> None:
+    """orjson's ``default`` for :meth:`Delivery.to_bytes`: the body (bytes, which JSON cannot
+    hold) is written as null and its bytes follow the line."""
+    if isinstance(value, bytes):
+        return None
+    raise TypeError(f"{type(value).__name__} is not serializable in a delivery record")
+
+
+_DELIVERY_FIELDS = frozenset(f.name for f in dataclasses.fields(Delivery))

@@ -60,20 +60,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # created on the worker's event loop, at first use
-            connector = aiohttp.TCPConnector(
-                limit=self._limits.max_connections or 0,
-                keepalive_timeout=self._limits.keepalive_expiry or 30,
-                resolver=_GuardedResolver(self._guard, self._connect_timeout),
-                use_dns_cache=False,  # every new connection's addresses are checked again
-                ssl=httpx.create_ssl_context(),
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
+            self._session = guarded_session(
+                self._guard,
+                max_connections=self._limits.max_connections or 0,
+                keepalive=self._limits.keepalive_expiry or 30,
+                connect_timeout=self._connect_timeout,
                 timeout=self._timeout,
-                trust_env=False,
                 auto_decompress=False,  # httpx decodes, as with its own pool
-                cookie_jar=aiohttp.DummyCookieJar(),  # httpx's client keeps the cookies
-                max_field_size=_HEAD_LIMIT,
             )
         return self._session
 
@@ -97,7 +90,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 skip_auto_headers=_NOT_AUTOMATIC,
             )
         except Exception as exc:
-            raise _httpx_error(exc, request) from exc
+            raise httpx_error(exc, request) from exc
         return httpx.Response(
             response.status,
             headers=list(response.raw_headers),
@@ -111,6 +104,37 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = None
 
 
+def guarded_session(
+    guard: GuardedBackend,
+    *,
+    max_connections: int,
+    keepalive: float,
+    connect_timeout: float | None,
+    timeout: aiohttp.ClientTimeout,
+    auto_decompress: bool,
+) -> aiohttp.ClientSession:
+    """aiohttp's pool behind the SSRF guard, as both the sender
+    (:class:`~pipeline.delivery.http.AiohttpSender`) and :class:`AiohttpTransport` use it: a
+    host name's addresses are checked for every new connection (no DNS cache) and only those
+    are dialled; no proxy from the environment, no cookie jar. (IP literals, which aiohttp
+    dials without its resolver, are the caller's to check first.)"""
+    connector = aiohttp.TCPConnector(
+        limit=max_connections,
+        keepalive_timeout=keepalive,
+        resolver=_GuardedResolver(guard, connect_timeout),
+        use_dns_cache=False,  # every new connection's addresses are checked again
+        ssl=httpx.create_ssl_context(),
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        trust_env=False,
+        auto_decompress=auto_decompress,
+        cookie_jar=aiohttp.DummyCookieJar(),  # a webhook is not a session
+        max_field_size=_HEAD_LIMIT,
+    )
+
+
 class _AiohttpStream(httpx.AsyncByteStream):
     def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
         self._response = response
@@ -121,7 +145,7 @@ class _AiohttpStream(httpx.AsyncByteStream):
             async for chunk in self._response.content.iter_any():
                 yield chunk
         except Exception as exc:
-            raise _httpx_error(exc, self._request) from exc
+            raise httpx_error(exc, self._request) from exc
 
     async def aclose(self) -> None:
         self._response.release()  # back to the pool if the body was read to its end, else closed
@@ -156,7 +180,7 @@ class _GuardedResolver(aiohttp.abc.AbstractResolver):
         pass
 
 
-def _httpx_error(exc: Exception, request: httpx.Request) -> Exception:
+def httpx_error(exc: Exception, request: httpx.Request | None) -> Exception:
     """aiohttp's errors as the httpx errors :func:`~pipeline.delivery.sender.error_class`
     names, chained to the original (so an SSRF refusal or a TLS error is still found)."""
     if isinstance(exc, httpx.HTTPError):

@@ -42,7 +42,8 @@ def test_the_index_finds_the_owner_of_an_active_key_only() -> None:
         index.apply(account.id, account.to_json())
     assert index.authenticate(first_key) == first
     assert index.authenticate(second_key) == second
-    assert index.authenticate(first_key[:-1] + "A") is None
+    other_last = "B" if first_key.endswith("A") else "A"  # a key that differs (1 in 64 ended in A)
+    assert index.authenticate(first_key[:-1] + other_last) is None
     assert index.authenticate("vk_") is None
 
     revoked = first.with_key_revoked(first.keys[0].prefix)

@@ -93,7 +93,7 @@ def test_list_and_get_show_only_the_callers_deliveries(client, two_accounts) -> 
     detail = client.get(f"/v1/deliveries/{mine.delivery_id}", headers=t["key_a"]).json()
     assert [a["outcome"] for a in detail["attempts_log"]] == ["retry", "delivered"]
     assert detail["attempts_log"][0]["next_attempt_at"] is not None
-    assert detail["body"] == mine.body
+    assert detail["body"] == mine.body.decode()
 
     other = client.get(f"/v1/deliveries/{theirs.delivery_id}", headers=t["key_a"])
     assert_error(other, 404, "not_found")

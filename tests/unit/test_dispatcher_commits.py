@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import TopicPartition
-from aiokafka.structs import OffsetAndMetadata
 
 from pipeline.delivery.dispatcher import Dispatcher
 from pipeline.delivery.offsets import decode_finished
@@ -17,20 +16,33 @@ from pipeline.settings import Settings
 
 
 class FakeConsumer:
+    """:class:`~pipeline.kafka.consumer.GroupConsumer`'s commit, recorded."""
+
     def __init__(self) -> None:
         self.commits: list[dict[TopicPartition, tuple[int, set[int]]]] = []
 
-    async def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+    async def commit(self, offsets: dict[tuple[str, int], tuple[int, str]]) -> None:
         self.commits.append(
-            {tp: (o.offset, decode_finished(o.offset, o.metadata)) for tp, o in offsets.items()}
+            {
+                TopicPartition(*tp): (offset, decode_finished(offset, metadata))
+                for tp, (offset, metadata) in offsets.items()
+            }
         )
+
+
+class NothingToProduce:
+    def send(self, outputs: list[object]) -> asyncio.Future[None]:
+        assert outputs == []  # these records made nothing to produce
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
 
 
 async def _run() -> list[list[dict[TopicPartition, tuple[int, set[int]]]]]:
     dispatcher = Dispatcher(Settings(commit_interval=0.05), handler=None)  # type: ignore[arg-type]
     consumer = FakeConsumer()
-    dispatcher._consumer = consumer  # type: ignore[assignment]
-    dispatcher._producer = object()  # type: ignore[assignment]  # nothing is produced here
+    dispatcher._source = consumer  # type: ignore[assignment]
+    dispatcher._producer = NothingToProduce()  # type: ignore[assignment]
     tp = TopicPartition("deliveries", 0)
     dispatcher._owned = {tp}
     committer = asyncio.ensure_future(dispatcher._commit_progress())

@@ -15,12 +15,21 @@ import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from pipeline.delivery.handler import DeliveryHandler, Output
+from pipeline.delivery.handler import INTERNAL_RETRIES, DeliveryHandler
+from pipeline.delivery.http import EXCERPT_BYTES, new_http_sender
 from pipeline.delivery.record import Attempt, Delivery, delivery_id_for
-from pipeline.delivery.sender import EXCERPT_BYTES, HttpSender
 from pipeline.endpoints.model import Endpoint, new_secret
+from pipeline.kafka.producer import Output
 from pipeline.settings import Settings
-from pipeline.topics import ATTEMPTS, DEAD_LETTERS, ENDPOINTS, retry_tiers, retry_topic_name
+from pipeline.topics import (
+    ATTEMPTS,
+    DEAD_LETTERS,
+    DELIVERIES,
+    ENDPOINTS,
+    QUARANTINE,
+    retry_tiers,
+    retry_topic_name,
+)
 
 SETTINGS = Settings(allowed_networks="127.0.0.0/8", retry_schedule="1,2,2")
 SECRET = new_secret()
@@ -96,7 +105,7 @@ class Harness:
             self.requests.append(request)
             return respond(request)
 
-        self.sender = HttpSender(SETTINGS, transport=httpx.MockTransport(handler))
+        self.sender = new_http_sender(SETTINGS, transport=httpx.MockTransport(handler))
         self.handler = DeliveryHandler(
             SETTINGS, FakeEndpoints(*endpoints), self.sender, clock=clock, rng=random.Random(1)
         )
@@ -173,7 +182,7 @@ def test_success_request_carries_exactly_the_contract_headers_and_the_body() -> 
     delivery = make_delivery()
     _, (request,) = run_one(status(200))
     body = request.content
-    assert body == delivery.body.encode()
+    assert body == delivery.body
     assert request.method == "POST"
     assert str(request.url) == URL
 
@@ -348,7 +357,7 @@ def test_a_response_slower_than_the_total_timeout_is_a_timeout() -> None:
         return httpx.Response(200)
 
     async def go() -> list[Output]:
-        sender = HttpSender(settings, transport=httpx.MockTransport(slow))
+        sender = new_http_sender(settings, transport=httpx.MockTransport(slow))
         handler = DeliveryHandler(settings, FakeEndpoints(make_endpoint()), sender)
         try:
             return await handler.handle(make_delivery())
@@ -384,7 +393,7 @@ def test_disabled_endpoint_dead_letters_without_a_request() -> None:
     (dead_out,) = on(SETTINGS.topic(DEAD_LETTERS), outputs)
     dead = Delivery.from_bytes(dead_out.value)
     assert dead.dead_letter_reason and "paused by owner" in dead.dead_letter_reason
-    assert dead.body == BODY
+    assert dead.body == BODY.encode()
     log = attempt_log(outputs)
     assert log.outcome == "dead_lettered"
     assert log.status is None
@@ -459,32 +468,58 @@ def test_second_attempt_carries_its_number_and_the_same_webhook_id() -> None:
 # (j) on_error -------------------------------------------------------------------------------------
 
 
-def test_on_error_parks_the_delivery_in_the_first_retry_tier() -> None:
+def _on_error(delivery: Delivery, times: int) -> list[Output]:
     now = 1_760_000_000.0
-    history = ({"attempt": 1, "at": 5, "status": 500, "error": None},)
-    delivery = make_delivery(attempt=2, history=history, first_attempt_at=5)
     handler = DeliveryHandler(
         SETTINGS,
         FakeEndpoints(make_endpoint()),
-        HttpSender(SETTINGS, transport=httpx.MockTransport(status(200))),
+        new_http_sender(SETTINGS, transport=httpx.MockTransport(status(200))),
         clock=lambda: now,
     )
-    outputs = handler.on_error(delivery, RuntimeError("bug"))
-    (parked_out,) = on(FIRST_RETRY_TOPIC, outputs)
-    parked = Delivery.from_bytes(parked_out.value)
+    outputs: list[Output] = []
+    for _ in range(times):
+        outputs = handler.on_error(delivery, RuntimeError("bug"))
+        if outputs[0].topic != SETTINGS.topic(QUARANTINE):
+            delivery = Delivery.from_bytes(outputs[0].value or b"")
+    return outputs
+
+
+def test_a_bug_of_ours_retries_the_delivery_without_using_an_attempt() -> None:
+    """No request was made: same attempt number, no attempt log line (not the partner's)."""
+    history = ({"attempt": 1, "at": 5, "status": 500, "error": None},)
+    delivery = make_delivery(attempt=2, history=history, first_attempt_at=5)
+    (parked_out,) = _on_error(delivery, 1)
+    assert parked_out.topic == FIRST_RETRY_TOPIC
     assert parked_out.key == b"ep_01K7TEST"
-    assert parked == delivery.replace(not_before=int(now * 1000) + 1000)
-    log = attempt_log(outputs)
-    assert log.outcome == "retry"
-    assert log.error and "RuntimeError" in log.error
-    assert log.next_attempt_at == parked.not_before
-    assert len(outputs) == 2
+    parked = Delivery.from_bytes(parked_out.value or b"")
+    assert parked == delivery.replace(not_before=1_760_000_000_000 + 1000, internal_errors=1)
+
+
+def test_a_bug_of_ours_waits_longer_each_time_then_quarantines_the_delivery() -> None:
+    """Bounded: a bug that always fails does not loop through the first tier forever."""
+    delivery = make_delivery()
+    tiers = [_on_error(delivery, n)[0].topic for n in range(1, INTERNAL_RETRIES + 1)]
+    assert SETTINGS.retry_schedule == [1, 2, 2] and INTERNAL_RETRIES == 3
+    assert tiers == [retry_topic_name(SETTINGS, d) for d in (1, 2, 2)]  # the retry schedule's
+    (quarantined,) = _on_error(delivery, INTERNAL_RETRIES + 1)
+    assert quarantined.topic == SETTINGS.topic(QUARANTINE)
+    headers = dict(quarantined.headers)
+    assert headers["velourcity-quarantine-reason"] == b"internal_error"
+    assert headers["velourcity-source-topic"] == SETTINGS.topic(DELIVERIES).encode()
+    assert b"RuntimeError: bug" in headers["velourcity-quarantine-error"]
+    # as it was: redriven to the deliveries topic, it is tried afresh
+    assert Delivery.from_bytes(quarantined.value or b"") == delivery
 
 
 def test_records_are_valid_json() -> None:
+    """Each record is one JSON object; a delivery record's body follows its line, untouched."""
     outputs, _ = run_one(status(410))
     for output in outputs:
-        assert isinstance(orjson.loads(output.value), dict)
+        assert output.value is not None
+        head, newline, body = output.value.partition(b"\n")
+        assert isinstance(orjson.loads(head), dict)
+        if newline:
+            assert body == BODY.encode()
 
 
 # Retry-After through the sender -----------------------------------------------------------------
@@ -519,7 +554,7 @@ def _deferred(delivery: Delivery, behind_breaker: float | None) -> tuple[str, fl
     handler = DeliveryHandler(
         SETTINGS_30,
         FakeEndpoints(make_endpoint()),
-        HttpSender(SETTINGS_30, transport=httpx.MockTransport(status(200))),
+        new_http_sender(SETTINGS_30, transport=httpx.MockTransport(status(200))),
         clock=lambda: now,
     )
     [output] = handler.defer(delivery, behind_breaker=behind_breaker)

@@ -101,7 +101,7 @@ def test_recover_finds_failed_deliveries_since_a_time(history: DeliveryHistory) 
     assert [v.delivery_id for v in failed] == ["dlv_1", "dlv_3"]
     fresh = failed[0].fresh_delivery()
     assert fresh is not None
-    assert (fresh.delivery_id, fresh.attempt, fresh.body) == ("dlv_1", 1, '{"n":1}')
+    assert (fresh.delivery_id, fresh.attempt, fresh.body) == ("dlv_1", 1, b'{"n":1}')
 
 
 def test_a_delivery_known_only_from_its_attempts_cannot_be_sent_again(

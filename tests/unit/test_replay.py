@@ -155,7 +155,7 @@ def test_undecodable_records_raise_what_the_replay_counts_as_skipped() -> None:
 def test_a_replay_carries_its_header_and_an_ordinary_delivery_does_not() -> None:
     target = resolve_target(ENDPOINTS, account_id="acct_a", endpoint_id=None)
     (delivery, _) = replay_deliveries(encoded("payment.completed"), target, REGISTRY)
-    body = delivery.body.encode()
+    body = delivery.body
     replayed = webhook_headers(delivery, body, [new_secret()], timestamp=1)
     assert replayed["X-Velourcity-Replay"] == "true"
     assert replayed["webhook-id"] == delivery.event_id
@@ -167,7 +167,8 @@ def test_the_flag_survives_the_topic_and_older_records_read_as_not_replayed() ->
     target = resolve_target(ENDPOINTS, account_id="acct_a", endpoint_id=None)
     (delivery,) = replay_deliveries(encoded(), target, REGISTRY)
     assert Delivery.from_bytes(delivery.to_bytes()).replay
-    older = orjson.loads(delivery.to_bytes())
+    older = orjson.loads(delivery.to_bytes().partition(b"\n")[0])  # a record of before:
+    older["body"] = delivery.body.decode()  # one JSON object, body a string, no replay field
     del older["replay"]
     assert Delivery.from_bytes(orjson.dumps(older)).replay is False
 

@@ -14,8 +14,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from pipeline.delivery.handler import DeliveryHandler
+from pipeline.delivery.http import new_http_sender
 from pipeline.delivery.record import Delivery
-from pipeline.delivery.sender import HttpSender
 from pipeline.endpoints.model import Endpoint, new_secret
 from pipeline.events.types import EVENT_TYPES
 from pipeline.exceptions import InvalidEvent
@@ -75,7 +75,7 @@ def sent_by_the_handler(request: SignedRequest, secrets: tuple[str, ...]) -> htt
         return httpx.Response(200)
 
     settings = Settings(allowed_networks="127.0.0.0/8")
-    sender = HttpSender(settings, transport=httpx.MockTransport(answer))
+    sender = new_http_sender(settings, transport=httpx.MockTransport(answer))
     handler = DeliveryHandler(
         settings,
         {endpoint.id: endpoint},  # type: ignore[arg-type]  # a dict has .get
