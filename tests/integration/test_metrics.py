@@ -32,11 +32,12 @@ def _samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
+@pytest.mark.parametrize("log_level", ["info", "debug"])
 def test_worker_metrics_and_attempt_log_lines(
-    settings_factory, receiver_factory, worker_factory
+    settings_factory, receiver_factory, worker_factory, log_level
 ) -> None:
     port = _free_port()
-    settings = settings_factory(metrics_port=port, retry_schedule="1")
+    settings = settings_factory(metrics_port=port, retry_schedule="1", log_level=log_level)
     create_topics(settings)
     flaky = receiver_factory(lambda _r, n: (503, {}) if n == 0 else (200, {}))
     endpoint = register(settings, "acct_m", flaky.url)
@@ -65,11 +66,11 @@ def test_worker_metrics_and_attempt_log_lines(
     }
     assert settings.topic("velourcity.deliveries") in lag_topics
 
+    # at INFO (the default) the console shows the failed attempt only: the attempts topic
+    # is the log of every webhook, and a line per delivered one cost a busy worker ~10 %
     lines = [orjson.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
     attempts = [line for line in lines if line.get("event") == "attempt"]
-    assert [(a["attempt"], a["status"], a["outcome"]) for a in attempts] == [
-        (1, 503, "retry"),
-        (2, 200, "delivered"),
-    ]
+    expected = [(1, 503, "retry")] + ([(2, 200, "delivered")] if log_level == "debug" else [])
+    assert [(a["attempt"], a["status"], a["outcome"]) for a in attempts] == expected
     assert all(a["endpoint_id"] == endpoint.id for a in attempts)
     assert endpoint.secret not in worker.log()
