@@ -62,7 +62,10 @@ def test_bad_settings_are_refused_clearly(name: str, value: str) -> None:
     [
         ("warning", "warn"),
         ("WARNING", "warn"),
-        ("warn", "warn"), ("DEBUG", "debug"), ("Info", "info")],
+        ("warn", "warn"),
+        ("DEBUG", "debug"),
+        ("Info", "info"),
+    ],
 )
 def test_log_levels_take_pythons_names_too(
     monkeypatch: pytest.MonkeyPatch, value: str, level: str

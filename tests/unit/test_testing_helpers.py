@@ -41,6 +41,7 @@ def make(request: pytest.FixtureRequest) -> Any:
     """Each test runs with the pipeline's helper and with the SDK's."""
     return request.param
 
+
 SECRET = new_secret()
 CONTRACT_HEADERS = [
     "Content-Type",
