@@ -83,4 +83,4 @@ lint: install ## ruff and mypy
 
 .PHONY: clean
 clean: ## Remove the venv and caches (not the broker's data: see kafka-reset)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist sdk/python/src/*.egg-info
