@@ -5,7 +5,7 @@
 Each vector is one request (headers and body bytes) built with the pipeline's own code
 (``sample_event`` -> ``render_body`` -> ``Delivery`` -> ``webhook_headers``), the secrets
 the *receiver* holds, the clock (``now``) to verify at, and the expected outcome. The
-expected outcome is what the reference :func:`pipeline.receiver.verify` does with it, so an
+expected outcome is what the reference :func:`velourcity_webhooks.verify` does with it, so an
 example that passes the vectors behaves like the SDK byte for byte; the script also checks
 that the reference agrees with what each case is meant to show.
 
@@ -20,14 +20,16 @@ import json
 import random
 import secrets as random_secrets
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from velourcity_webhooks import WebhookVerificationError, verify
 
 from pipeline.delivery.record import Delivery, delivery_id_for
 from pipeline.delivery.signing import webhook_headers
 from pipeline.events.body import render_body
 from pipeline.events.samples import sample_event
-from pipeline.receiver import WebhookVerificationError, verify
 
 EVENT_TYPES = (
     "order.created",
@@ -68,6 +70,19 @@ def signed(
     # The handler signs delivery.body.encode(): the same bytes render_body produced.
     raw = delivery.body.encode()
     return delivery, raw, webhook_headers(delivery, raw, secrets, timestamp=timestamp)
+
+
+def standard_webhooks_headers(body: bytes, secret: str, msg_id: str, timestamp: int) -> dict:
+    """Headers the official Standard Webhooks library (``standardwebhooks``) signs ``body`` with."""
+    from standardwebhooks.webhooks import Webhook  # the dev extra has it
+
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": Webhook(secret).sign(msg_id, moment, body.decode()),
+    }
 
 
 def reference_outcome(
@@ -163,6 +178,14 @@ def build_vectors(seed: int | None = None) -> dict[str, Any]:
     )
     standard_only = {k: v for k, v in headers.items() if k != "X-Velourcity-Signature"}
     add("Standard Webhooks headers only", standard_only, body, [secret], None)
+
+    # What other senders produce with the official Standard Webhooks library (padded and not).
+    for label, key in [("", secret), (", unpadded secret", unpadded)]:
+        library = standard_webhooks_headers(body, key, "msg_" + rng.randbytes(8).hex(), now)
+        add(f"Standard Webhooks library{label}", library, body, [key], None)
+    stale = standard_webhooks_headers(body, secret, "msg_stale", now - TOLERANCE - 1)
+    add("Standard Webhooks library, stale timestamp", stale, body, [secret], "StaleTimestamp")
+    add("Standard Webhooks library, wrong secret", library, body, [wrong], "InvalidSignature")
     unsigned = {k: v for k, v in headers.items() if "Signature" not in k and "webhook-" not in k}
     add("no signature headers", unsigned, body, [secret], "MissingHeader")
     incomplete = {k: v for k, v in headers.items() if k != "webhook-timestamp"}

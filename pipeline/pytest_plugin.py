@@ -1,67 +1,21 @@
-"""Pytest fixtures for testing a Velourcity webhook receiver (registered as plugin ``velourcity``).
+"""The pytest fixtures: re-exported from the partner SDK (``velourcity_webhooks.pytest_plugin``).
 
-Installing the package makes them available in every test, no import needed::
-
-    def test_my_receiver(client, velourcity_secret, velourcity_signed_request):
-        app.state.webhook_secret = velourcity_secret
-        request = velourcity_signed_request("order.delivered", order_id="ord_1")
-        response = client.post("/webhooks", content=request.body, headers=request.headers)
-        assert response.status_code == 200
-
-Loaded into every pytest run of an environment that has the package, so this module imports
-nothing heavy until a fixture is actually used, and its fixture names all start with
-``velourcity_``.
+The SDK registers them as pytest plugin ``velourcity``; this module only keeps the old import
+path working (``pytest -p pipeline.pytest_plugin`` is not needed and would load them twice).
 """
 
 from __future__ import annotations
 
-import base64
-import secrets
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from velourcity_webhooks.pytest_plugin import (
+    SignedRequestFactory,
+    velourcity_new_secret,
+    velourcity_secret,
+    velourcity_signed_request,
+)
 
-import pytest
-
-if TYPE_CHECKING:
-    from pipeline.testing import SignedRequest
-
-
-class SignedRequestFactory(Protocol):
-    def __call__(
-        self, event_type: str, *, secret: str | Sequence[str] | None = None, **overrides: Any
-    ) -> SignedRequest: ...
-
-
-def _new_secret() -> str:
-    """A fresh ``whsec_`` secret in the production format (32 random bytes, base64)."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-@pytest.fixture
-def velourcity_secret() -> str:
-    """A fresh endpoint secret for this test: configure your receiver with it."""
-    return _new_secret()
-
-
-@pytest.fixture
-def velourcity_new_secret() -> Callable[[], str]:
-    """Make more secrets (say, the new one of a rotation): ``velourcity_new_secret()``."""
-    return _new_secret
-
-
-@pytest.fixture
-def velourcity_signed_request(velourcity_secret: str) -> SignedRequestFactory:
-    """``factory(event_type, **overrides) -> SignedRequest`` signed with ``velourcity_secret``.
-
-    Overrides are those of :func:`pipeline.testing.make_signed_request` (data fields,
-    ``event_id``, ``timestamp``, ``attempt``, ...); ``secret=`` signs with other secrets
-    instead, e.g. ``[new, velourcity_secret]`` for a webhook sent during a rotation.
-    """
-    from pipeline.testing import make_signed_request
-
-    def factory(
-        event_type: str, *, secret: str | Sequence[str] | None = None, **overrides: Any
-    ) -> SignedRequest:
-        return make_signed_request(event_type, secret or velourcity_secret, **overrides)
-
-    return factory
+__all__ = [
+    "SignedRequestFactory",
+    "velourcity_new_secret",
+    "velourcity_secret",
+    "velourcity_signed_request",
+]

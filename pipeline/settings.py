@@ -10,8 +10,10 @@ import ipaddress
 import os
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from pipeline.exceptions import ConfigurationError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -20,6 +22,10 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+_LOG_LEVELS = ("debug", "info", "warn", "error")
+_LOG_LEVEL_ALIASES = {"warning": "warn"}  # Python's logging name
 
 
 class Settings(BaseSettings):
@@ -83,6 +89,7 @@ class Settings(BaseSettings):
     """What ``velourcity worker`` runs: the fan-out and the sender (``all``), or one of them
     (to measure or scale them apart; each is its own consumer group either way)."""
     log_level: Literal["debug", "info", "warn", "error"] = "info"
+    """Any case; Python's ``warning`` is read as ``warn``."""
     log_format: Literal["json", "console"] = "json"
     """``json``: one JSON object a line (for log pipelines); ``console``: for people."""
     metrics_host: str = "127.0.0.1"
@@ -100,6 +107,17 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"allowed_networks takes comma-separated CIDRs: {exc}") from exc
         return items
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _parse_log_level(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        level = value.strip().lower()
+        level = _LOG_LEVEL_ALIASES.get(level, level)
+        if level not in _LOG_LEVELS:
+            raise ValueError("accepted: debug, info, warn (or warning), error, in any case")
+        return level
 
     @field_validator("retry_schedule", mode="before")
     @classmethod
@@ -138,5 +156,30 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment (and ``overrides``, which win)."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Read settings from the environment (and ``overrides``, which win).
+
+    A bad value raises :class:`ConfigurationError` with one line per the setting's environment
+    name, the value and what is accepted (the CLI prints it, no traceback).
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigurationError(describe_settings_error(exc)) from exc
+
+
+_HIDDEN = ("token", "secret", "password")
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """``VELOURCITY_LOG_LEVEL='loud': accepted: ...``, one clause per bad setting, one line."""
+    parts = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        name = f"VELOURCITY_{field.upper()}"
+        value = error.get("input")
+        shown = "<hidden>" if any(h in field for h in _HIDDEN) else repr(value)[:80]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "literal_error":
+            message = f"accepted: {error.get('ctx', {}).get('expected', '')}"
+        parts.append(f"{name}={shown}: {message}")
+    return "invalid setting " + "; ".join(parts)

@@ -1,4 +1,4 @@
-"""Signed webhook requests for partners' unit tests, built by the code that sends real ones.
+"""Signed webhook requests built by the code that sends real ones (the pipeline's own tests).
 
     from pipeline.testing import make_signed_request
 
@@ -9,19 +9,22 @@ The event comes from the same sample generator as ``velourcity trigger``, goes t
 Avro schema the domain services publish with (so an override that does not fit the schema
 fails here, as it would in production), and is rendered, wrapped in a delivery and signed by
 the pipeline's own functions: the bytes and headers are exactly what an endpoint receives.
-The pytest plugin (:mod:`pipeline.pytest_plugin`) offers this as fixtures.
+
+Partners use the dependency-free twin in the SDK, :mod:`velourcity_webhooks.testing` (and its
+pytest plugin); ``tests/unit/test_sdk_matches_pipeline.py`` checks that the two agree byte for
+byte. Both return the SDK's :class:`~velourcity_webhooks.testing.SignedRequest`.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
+
+from velourcity_webhooks.testing import SignedRequest
 
 from pipeline.delivery.record import Delivery, delivery_id_for
 from pipeline.delivery.signing import webhook_headers
@@ -30,43 +33,19 @@ from pipeline.events.codec import decode, encode
 from pipeline.events.registry import SchemaRegistry
 from pipeline.events.samples import sample_event
 from pipeline.events.types import EVENT_TYPES
-from pipeline.exceptions import ConfigurationError
 
 __all__ = ["EVENT_TYPES", "SignedRequest", "make_signed_request"]
 
 
-@dataclass(frozen=True, slots=True)
-class SignedRequest:
-    """One webhook POST: send ``body`` unchanged with ``headers``."""
-
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def event(self) -> dict[str, Any]:
-        """The body parsed, for assertions."""
-        parsed: dict[str, Any] = json.loads(self.body)
-        return parsed
-
-    @property
-    def webhook_id(self) -> str:
-        return self.headers["webhook-id"]
-
-
 @cache
-def _registry() -> SchemaRegistry | None:
-    """The shipped schemas, or ``None`` where they are not (an installed wheel has none)."""
-    try:
-        return SchemaRegistry.from_directory()
-    except (ConfigurationError, OSError):
-        return None
+def _registry() -> SchemaRegistry:
+    """The shipped schemas (in the wheel, or ``schemas/`` in a checkout); an error if absent."""
+    return SchemaRegistry.from_directory()
 
 
 def _as_published(event: dict[str, Any]) -> dict[str, Any]:
     """The event as the fan-out reads it: Avro-encoded with its current schema, then decoded."""
     registry = _registry()
-    if registry is None:
-        return event
     return decode(encode(event, registry.current(event["type"])), registry).event
 
 

@@ -1,4 +1,4 @@
-"""Receive Velourcity webhooks with FastAPI, verified by the SDK's ``pipeline.receiver.verify``.
+"""Receive Velourcity webhooks with FastAPI, verified by the SDK's ``velourcity_webhooks.verify``.
 
     VELOURCITY_WEBHOOK_SECRET=whsec_... uvicorn app:create_app --factory --port 3000
 
@@ -18,8 +18,7 @@ from typing import Any
 
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
-
-from pipeline.receiver import MissingHeader, WebhookVerificationError, verify
+from velourcity_webhooks import MissingHeader, WebhookVerificationError, verify
 
 log = logging.getLogger("webhooks")
 

@@ -1,7 +1,7 @@
 """What the API reads from and writes to, as small interfaces, and their Kafka implementation.
 
 Reads come from in-memory copies of the compacted topics; writes go to Kafka. Unit tests pass
-the in-memory fakes of :mod:`pipeline.api.fakes` instead; integration tests use the real ones.
+the in-memory fakes of ``tests/api_fakes.py`` instead; integration tests use the real ones.
 """
 
 from __future__ import annotations

@@ -21,13 +21,13 @@ from pipeline.api.context import Api, ApiDep, CallerDep
 from pipeline.api.endpoints import _own
 from pipeline.api.errors import ApiError, not_found
 from pipeline.api.schemas import Request, _time
-from pipeline.cli.times import parse_time
 from pipeline.delivery.record import Attempt, Delivery, delivery_id_for
 from pipeline.events import EVENT_TYPES
 from pipeline.events.body import render_body
 from pipeline.events.samples import sample_event
 from pipeline.exceptions import InvalidInput
 from pipeline.history import DeliveryHistory, DeliveryView, Status
+from pipeline.times import parse_time
 
 router = APIRouter(tags=["deliveries"])
 

@@ -8,9 +8,9 @@ from typing import Annotated
 import orjson
 import typer
 
-from pipeline.cli.times import parse_time
 from pipeline.deadletters import read_dead_letters, redrive
 from pipeline.settings import load_settings
+from pipeline.times import parse_time
 
 app = typer.Typer(help="Dead letters: deliveries that used up every retry.", no_args_is_help=True)
 

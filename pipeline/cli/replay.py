@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.times import parse_time
 from pipeline.endpoints import load_endpoints
 from pipeline.replay import (
     GroupHasMembers,
@@ -21,6 +20,7 @@ from pipeline.replay import (
     resolve_target,
 )
 from pipeline.settings import load_settings
+from pipeline.times import parse_time
 
 TIME_HELP = "ISO-8601 (2026-11-28T10:00:00Z) or relative (-30m, -2h, -1d)."
 

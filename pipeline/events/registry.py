@@ -1,5 +1,9 @@
 """The Avro schemas shipped in ``schemas/``, indexed by fingerprint and by event type.
 
+The top-level ``schemas/`` folder of the repository is the one source: a checkout or an
+editable install reads it there, and building the wheel copies it into the package as
+``pipeline/events/schemas/`` (``setup.py``), where an installed wheel reads it.
+
 Files are named ``<event type>.v<N>.avsc`` and each is self-contained, so any Avro reader can
 use them alone. The highest version of a type is the one written and read into; older
 versions stay so that records written with them can still be read.
@@ -20,7 +24,15 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from pipeline.events.types import EVENT_TYPES
 from pipeline.exceptions import ConfigurationError
 
-DEFAULT_SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
+
+def _shipped_schemas_dir() -> Path:
+    packaged = Path(__file__).resolve().parent / "schemas"  # an installed wheel
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "schemas"  # a checkout or editable install
+
+
+DEFAULT_SCHEMAS_DIR = _shipped_schemas_dir()
 _FILE_NAME = re.compile(r"^(?P<type>[a-z_]+\.[a-z_]+)\.v(?P<version>\d+)\.avsc$")
 
 
@@ -57,6 +69,11 @@ class SchemaRegistry:
     @classmethod
     def from_directory(cls, directory: Path = DEFAULT_SCHEMAS_DIR) -> SchemaRegistry:
         schemas = [load_schema_file(path) for path in sorted(directory.glob("*.avsc"))]
+        if not schemas:
+            raise ConfigurationError(
+                f"no Avro schemas (*.avsc) in {directory}: the package was built without its "
+                "schemas (build the wheel with the project's setup.py, from the repository)"
+            )
         return cls(schemas)
 
     def current(self, event_type: str) -> EventSchema:

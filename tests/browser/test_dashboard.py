@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 import uvicorn
+from api_fakes import RecordingSender, in_memory_backends
 from fastapi import FastAPI
 
 from pipeline.api import create_api
-from pipeline.api.fakes import RecordingSender, in_memory_backends
 from pipeline.events.samples import sample_event
 from pipeline.publisher import Publisher
 from pipeline.settings import Settings

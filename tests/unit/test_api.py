@@ -9,11 +9,11 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from api_fakes import InMemoryAccounts, in_memory_backends
 from fastapi.testclient import TestClient
 
 from pipeline.accounts import Account
 from pipeline.api import create_api
-from pipeline.api.fakes import InMemoryAccounts, in_memory_backends
 from pipeline.exceptions import PublishError
 from pipeline.settings import Settings
 

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from api_fakes import InMemoryDeadLetters, RecordingSender
 from fastapi.testclient import TestClient
 from test_api import assert_error, make_client, new_account, new_endpoint
 
-from pipeline.api.fakes import InMemoryDeadLetters, RecordingSender
 from pipeline.delivery.record import Attempt, Delivery, Outcome
 from pipeline.history import DeliveryHistory
 

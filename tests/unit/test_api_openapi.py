@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from api_fakes import in_memory_backends
 from fastapi.testclient import TestClient
 
 from pipeline.api import create_api
-from pipeline.api.fakes import in_memory_backends
 from pipeline.api.openapi import openapi_document
 from pipeline.settings import Settings
 

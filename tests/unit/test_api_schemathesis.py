@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from api_fakes import in_memory_backends
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -17,7 +18,6 @@ from schemathesis.specs.openapi.checks import (
 from test_api import PublicResolver
 
 from pipeline.api import create_api
-from pipeline.api.fakes import in_memory_backends
 from pipeline.settings import Settings
 
 ADMIN_TOKEN = "admin-secret"

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from api_fakes import in_memory_backends
 from fastapi.testclient import TestClient
 
 from pipeline.api import create_api
 from pipeline.api.dashboard import ASSETS
-from pipeline.api.fakes import in_memory_backends
 from pipeline.settings import Settings
 
 

@@ -1,9 +1,13 @@
 import ipaddress
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from pipeline.exceptions import ConfigurationError
 from pipeline.settings import Settings, load_settings
 from pipeline.topics import pipeline_topics
 
@@ -51,3 +55,61 @@ def test_prefix_reaches_every_topic() -> None:
 def test_bad_settings_are_refused_clearly(name: str, value: str) -> None:
     with pytest.raises(ValidationError, match=name):
         Settings(**{name: value})
+
+
+@pytest.mark.parametrize(
+    ("value", "level"),
+    [
+        ("warning", "warn"),
+        ("WARNING", "warn"),
+        ("warn", "warn"),
+        ("DEBUG", "debug"),
+        ("Info", "info"),
+    ],
+)
+def test_log_levels_take_pythons_names_too(
+    monkeypatch: pytest.MonkeyPatch, value: str, level: str
+) -> None:
+    monkeypatch.setenv("VELOURCITY_LOG_LEVEL", value)
+    assert load_settings().log_level == level
+
+
+def test_a_bad_setting_is_one_line_naming_it_and_what_is_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VELOURCITY_LOG_LEVEL", "loud")
+    monkeypatch.setenv("VELOURCITY_LOG_FORMAT", "xml")
+    monkeypatch.setenv("VELOURCITY_ADMIN_TOKEN", "x")
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "VELOURCITY_LOG_LEVEL='loud': accepted: debug, info, warn (or warning), error" in message
+    assert "VELOURCITY_LOG_FORMAT='xml': accepted: 'json' or 'console'" in message
+
+
+def test_secrets_are_never_echoed() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(admin_token=["not", "a", "string"])
+    assert "VELOURCITY_ADMIN_TOKEN=<hidden>" in str(raised.value)
+    assert "not" not in str(raised.value).replace("<hidden>", "")
+
+
+def test_the_cli_prints_one_line_and_fails(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VELOURCITY_")}
+    env["VELOURCITY_LOG_LEVEL"] = "verbose"
+    done = subprocess.run(
+        [sys.executable, "-c", "from pipeline.cli import main; main()", "topics", "list"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (
+        "error: invalid setting VELOURCITY_LOG_LEVEL='verbose': "
+        "accepted: debug, info, warn (or warning), error, in any case\n"
+    )

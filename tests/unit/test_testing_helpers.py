@@ -1,4 +1,6 @@
-"""pipeline.testing.make_signed_request and the pytest plugin partners get with the package."""
+"""make_signed_request, the pipeline's (pipeline.testing) and the SDK's dependency-free twin
+(velourcity_webhooks.testing): both sign exactly as the handler sends; and the SDK's pytest
+plugin."""
 
 from __future__ import annotations
 
@@ -7,10 +9,13 @@ import json
 import random
 import re
 import time
+from collections.abc import Callable
 from importlib.metadata import entry_points
+from typing import Any
 
 import httpx
 import pytest
+import velourcity_webhooks.testing
 from standardwebhooks.webhooks import Webhook
 
 from pipeline.delivery.handler import DeliveryHandler
@@ -24,6 +29,18 @@ from pipeline.settings import Settings
 from pipeline.testing import SignedRequest, make_signed_request
 
 pytest_plugins = ["pytester"]
+
+MakeSigned = Callable[..., SignedRequest]
+
+
+@pytest.fixture(
+    params=[make_signed_request, velourcity_webhooks.testing.make_signed_request],
+    ids=["pipeline", "sdk"],
+)
+def make(request: pytest.FixtureRequest) -> Any:
+    """Each test runs with the pipeline's helper and with the SDK's."""
+    return request.param
+
 
 SECRET = new_secret()
 CONTRACT_HEADERS = [
@@ -96,8 +113,10 @@ def sent_by_the_handler(request: SignedRequest, secrets: tuple[str, ...]) -> htt
 
 
 @pytest.mark.parametrize("event_type", EVENT_TYPES)
-def test_every_type_is_signed_exactly_as_the_handler_sends_it(event_type: str) -> None:
-    request = make_signed_request(event_type, SECRET)
+def test_every_type_is_signed_exactly_as_the_handler_sends_it(
+    make: MakeSigned, event_type: str
+) -> None:
+    request = make(event_type, SECRET)
     assert list(request.headers) == CONTRACT_HEADERS
     assert CANONICAL.fullmatch(request.body), request.body
     event = verify(request.headers, request.body, SECRET)
@@ -111,9 +130,9 @@ def test_every_type_is_signed_exactly_as_the_handler_sends_it(event_type: str) -
         assert sent.headers[name] == request.headers[name], name
 
 
-def test_overrides() -> None:
+def test_overrides(make: MakeSigned) -> None:
     at = int(time.time()) - 120
-    request = make_signed_request(
+    request = make(
         "order.created",
         SECRET,
         event_id="evt_01JTESTTESTTESTTESTTESTTES",
@@ -133,14 +152,23 @@ def test_overrides() -> None:
     assert verify(request.headers, request.body, SECRET) == event
 
 
-def test_same_seed_same_data_and_retries_keep_their_ids() -> None:
+def test_same_seed_same_data_and_retries_keep_their_ids(make: MakeSigned) -> None:
     one, two = (
-        make_signed_request("order.driver_assigned", SECRET, seed=7, order_id="o", attempt=n)
-        for n in (1, 2)
+        make("order.driver_assigned", SECRET, seed=7, order_id="o", attempt=n) for n in (1, 2)
     )
     assert one.event["data"]["driver"] == two.event["data"]["driver"]
-    retry = make_signed_request("order.created", SECRET, event_id=one.webhook_id, attempt=2)
+    retry = make("order.created", SECRET, event_id=one.webhook_id, attempt=2)
     assert retry.headers["X-Velourcity-Delivery-Id"] == one.headers["X-Velourcity-Delivery-Id"]
+
+
+def test_sdk_bad_overrides_fail_loudly() -> None:
+    make = velourcity_webhooks.testing.make_signed_request
+    with pytest.raises(TypeError, match="no data field colour"):
+        make("order.delivered", SECRET, colour="red")
+    with pytest.raises(ValueError, match="unknown event type"):
+        make("order.teleported", SECRET)
+    with pytest.raises(ValueError, match="at least one secret"):
+        make("order.created", [])
 
 
 def test_bad_overrides_fail_loudly() -> None:
@@ -154,9 +182,9 @@ def test_bad_overrides_fail_loudly() -> None:
         make_signed_request("order.created", [])
 
 
-def test_rotation_signs_with_every_secret() -> None:
+def test_rotation_signs_with_every_secret(make: MakeSigned) -> None:
     old = new_secret()
-    request = make_signed_request("payment.completed", [SECRET, old])
+    request = make("payment.completed", [SECRET, old])
     assert len(request.headers["webhook-signature"].split()) == 2
     for held in (SECRET, old):
         assert verify(request.headers, request.body, held)["type"] == "payment.completed"
@@ -169,7 +197,7 @@ def test_rotation_signs_with_every_secret() -> None:
 
 def test_the_plugin_is_registered_for_pytest() -> None:
     (plugin,) = (e for e in entry_points(group="pytest11") if e.name == "velourcity")
-    assert plugin.value == "pipeline.pytest_plugin"
+    assert plugin.value == "velourcity_webhooks.pytest_plugin"  # the SDK's, not the server's
 
 
 PARTNER_TESTS = '''
@@ -180,8 +208,8 @@ import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from pipeline.receiver import StaleTimestamp, verify
-from pipeline.receiver_fastapi import VerifiedWebhook, verified_webhook
+from velourcity_webhooks import StaleTimestamp, verify
+from velourcity_webhooks.fastapi import VerifiedWebhook, verified_webhook
 
 EVENT_TYPES = ["order.created", "order.driver_assigned", "order.picked_up",
                "order.delivered", "order.cancelled", "payment.completed"]
@@ -249,15 +277,15 @@ def test_fixtures_are_listed_for_partners(pytester: pytest.Pytester) -> None:
 
 
 def test_plugin_import_is_light() -> None:
-    """Loaded into every pytest run: it must not pull in the pipeline until a fixture is used."""
+    """Loaded into every pytest run: the standard library and pytest only."""
     import subprocess
     import sys
 
     code = (
-        "import sys, pipeline.pytest_plugin; "
-        "print(sorted(m for m in sys.modules if m.startswith(('pipeline.', 'fastapi', 'orjson'))))"
+        "import sys, velourcity_webhooks.pytest_plugin; print(sorted(m for m in sys.modules "
+        "if m.startswith(('pipeline', 'velourcity_webhooks.testing', 'fastapi', 'orjson'))))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
-    assert json.loads(out.replace("'", '"')) == ["pipeline.pytest_plugin"]
+    assert json.loads(out.replace("'", '"')) == []

@@ -1,15 +1,15 @@
 // The webhook endpoint as an Express app factory (server.js listens; tests call it directly).
 //
 // What the seed's snippet gets wrong, done right here:
-// - express.raw() keeps the body as the exact bytes received: signatures cover those bytes,
-//   and express.json() + JSON.stringify would not give them back.
-// - Both signatures are checked in constant time (src/verify.js), with the timestamp window.
+// - The SDK's middleware (@velourcity/webhooks) reads the body as the exact bytes received:
+//   signatures cover those bytes, and express.json() + JSON.stringify would not give them back.
+// - Both signatures are checked in constant time by the SDK, with the timestamp window.
 // - The answer comes first, the work after: Velourcity counts only a 2xx within 15 s, so a slow
 //   handler turns into retries. Work runs from an in-process queue after the response.
 // - Deliveries are at least once (retries, redrives), so duplicates are dropped by webhook-id.
 
 import express from 'express';
-import { checkSecrets, verify, WebhookVerificationError } from './verify.js';
+import { checkSecrets, webhookMiddleware } from '@velourcity/webhooks';
 
 // Retries of one delivery span about 27.5 h (8 attempts) and each carries the same webhook-id;
 // remember ids a little longer than that. A dead-letter redrive later still repeats an id:
@@ -102,32 +102,26 @@ export function createApp({
   app.disable('x-powered-by');
   app.locals.queue = queue;
 
-  // Only this route gets the raw body; other routes may use express.json() as usual.
-  app.post(path, express.raw({ type: 'application/json', limit: '1mb' }), (req, res) => {
-    if (!Buffer.isBuffer(req.body)) {
-      // express.raw() leaves the body alone unless Content-Type is application/json.
-      return res.status(400).json({ error: 'expected a Content-Type: application/json body' });
-    }
-    let event;
-    try {
-      // headersDistinct keeps repeated headers apart (req.headers joins them with ", ").
-      event = verify(req.headersDistinct, req.body, usable, { tolerance, now: now() });
-    } catch (err) {
-      if (!(err instanceof WebhookVerificationError)) throw err;
-      // The reason is logged for you and sent back: it names headers, never a secret.
-      logger.warn(`webhook rejected (${err.httpStatus}): ${err.message}`);
-      return res.status(err.httpStatus).json({ error: err.message });
-    }
-    const id = req.get('webhook-id') ?? event.id;
+  // Velourcity sends application/json; anything else is not one of its webhooks.
+  const requireJson = (req, res, next) =>
+    req.is('application/json')
+      ? next()
+      : res.status(400).json({ error: 'expected a Content-Type: application/json body' });
+  // Only this route reads the raw body; other routes may use express.json() as usual.
+  const verified = webhookMiddleware(usable, {
+    tolerance,
+    now,
+    limit: 1024 * 1024,
+    // The reason is logged for you and sent back: it names headers, never a secret.
+    onRejected: (err) => logger.warn(`webhook rejected (${err.httpStatus}): ${err.message}`),
+  });
+
+  app.post(path, requireJson, verified, (req, res) => {
+    const { event, webhookId: id, eventType, attempt, deliveryId } = req.webhook;
     if (!seen.firstTime(id)) {
       return res.status(200).json({ received: true, duplicate: true });
     }
-    const meta = {
-      webhookId: id,
-      eventType: req.get('x-velourcity-event') ?? event.type,
-      attempt: Number(req.get('x-velourcity-delivery-attempt') ?? 1),
-      deliveryId: req.get('x-velourcity-delivery-id'),
-    };
+    const meta = { webhookId: id, eventType, attempt, deliveryId };
     // Acknowledged before the work is done: if it fails, Velourcity will not send it again.
     // Forgetting the id lets a redrive through; for real guarantees, put the event in a
     // durable queue (a table, SQS, ...) here and answer 200 once it is stored.

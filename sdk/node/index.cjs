@@ -1,7 +1,7 @@
-// Verify Velourcity webhooks: pure functions, no Express, no I/O (easy to test and to copy).
+// @velourcity/webhooks: verify Velourcity webhooks in Node.js. No dependencies.
 //
-// A port of the Python SDK, pipeline/receiver.py `verify()`, kept byte for byte the same; the
-// tests run both against the same requests signed by the pipeline's own code.
+// The same checks as the Python SDK (velourcity_webhooks.verify), tested against requests signed
+// by the pipeline's own code:
 //
 //   X-Velourcity-Signature: sha256=<hex>   HMAC-SHA256 of the raw body, keyed with the whole
 //                                          secret string ("whsec_..." included, UTF-8)
@@ -14,8 +14,12 @@
 // seconds of now. During a secret rotation `webhook-signature` holds one signature per active
 // secret while X-Velourcity-Signature uses the newest secret only; so when it holds several,
 // the Standard Webhooks check alone decides (a receiver still on the old secret keeps working).
+//
+// This file is the CommonJS build; index.mjs re-exports it for ESM, index.d.cts types it.
 
-import { createHmac, timingSafeEqual } from 'node:crypto';
+'use strict';
+
+const { createHmac, timingSafeEqual } = require('node:crypto');
 
 const VELOURCITY_HEADER = 'x-velourcity-signature';
 const STANDARD_HEADERS = ['webhook-id', 'webhook-timestamp', 'webhook-signature'];
@@ -27,7 +31,7 @@ const MAX_TIMESTAMP_DIGITS = 12;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /** A webhook to reject; `httpStatus` is what to answer (400 not a webhook, 401 not authentic). */
-export class WebhookVerificationError extends Error {
+class WebhookVerificationError extends Error {
   constructor(message) {
     super(message);
     this.name = this.constructor.name;
@@ -39,24 +43,24 @@ export class WebhookVerificationError extends Error {
 }
 
 /** A header the check needs is absent (no signature at all, or an incomplete set). */
-export class MissingHeader extends WebhookVerificationError {}
+class MissingHeader extends WebhookVerificationError {}
 
 /** No signature matches with any secret (wrong secret, modified body), or a header is unreadable. */
-export class InvalidSignature extends WebhookVerificationError {
+class InvalidSignature extends WebhookVerificationError {
   get httpStatus() {
     return 401;
   }
 }
 
 /** webhook-timestamp is too far from now: possibly a replay. */
-export class StaleTimestamp extends WebhookVerificationError {
+class StaleTimestamp extends WebhookVerificationError {
   get httpStatus() {
     return 401;
   }
 }
 
 /** Authentic, but the body is not a JSON object. */
-export class MalformedBody extends WebhookVerificationError {}
+class MalformedBody extends WebhookVerificationError {}
 
 function strictBase64(text) {
   return BASE64.test(text) ? Buffer.from(text, 'base64') : null;
@@ -75,7 +79,7 @@ function signingKey(secret) {
  * The secrets as an array, each checked usable; throws (never echoing a secret) otherwise.
  * Call it at start-up so a misconfigured secret fails there, not as a 500 on the first webhook.
  */
-export function checkSecrets(secretOrSecrets) {
+function checkSecrets(secretOrSecrets) {
   const secrets = typeof secretOrSecrets === 'string' ? [secretOrSecrets] : [...secretOrSecrets];
   if (secrets.length === 0) throw new Error('at least one webhook secret is needed');
   for (const secret of secrets) {
@@ -86,12 +90,12 @@ export function checkSecrets(secretOrSecrets) {
 }
 
 /** `sha256=<hex>`: HMAC-SHA256 of the raw body keyed with the whole secret string. */
-export function velourcitySignature(rawBody, secret) {
+function velourcitySignature(rawBody, secret) {
   return `sha256=${createHmac('sha256', secret).update(rawBody).digest('hex')}`;
 }
 
 /** `v1,<base64>`: the Standard Webhooks signature of `${id}.${timestamp}.${body}`. */
-export function standardSignature(rawBody, secret, webhookId, timestamp) {
+function standardSignature(rawBody, secret, webhookId, timestamp) {
   const digest = createHmac('sha256', signingKey(secret))
     .update(`${webhookId}.${timestamp}.`)
     .update(rawBody)
@@ -176,7 +180,7 @@ function checkStandard(headers, rawBody, secrets, tolerance, now) {
  * Lower-case header names; a header given several times (an array) is joined with spaces, so
  * rotation signatures split across repeated headers still count, as in the SDK.
  */
-export function normalizeHeaders(headers) {
+function normalizeHeaders(headers) {
   const lowered = {};
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;
@@ -197,7 +201,7 @@ export function normalizeHeaders(headers) {
  * @param {{tolerance?: number, now?: number}} options  seconds; `now` defaults to the clock
  * @throws {WebhookVerificationError} MissingHeader, InvalidSignature, StaleTimestamp, MalformedBody
  */
-export function verify(headers, rawBody, secrets, { tolerance = 300, now } = {}) {
+function verify(headers, rawBody, secrets, { tolerance = 300, now } = {}) {
   if (!Buffer.isBuffer(rawBody)) {
     throw new TypeError('rawBody must be the body bytes as received (a Buffer): use express.raw()');
   }
@@ -225,3 +229,118 @@ export function verify(headers, rawBody, secrets, { tolerance = 300, now } = {})
   }
   return event;
 }
+
+const DEFAULT_LIMIT = 1024 * 1024;
+
+function readBody(req, limit) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    req.on('data', (chunk) => {
+      size += chunk.length;
+      if (size > limit) {
+        const err = new Error(`the body is larger than ${limit} bytes`);
+        err.status = 413;
+        req.removeAllListeners('data');
+        req.resume(); // drain the rest, so the 413 can be sent
+        reject(err);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function sendJson(res, status, payload) {
+  if (typeof res.status === 'function' && typeof res.json === 'function') {
+    res.status(status).json(payload); // Express
+    return;
+  }
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json');
+  res.end(JSON.stringify(payload));
+}
+
+/**
+ * Middleware (Express, or plain node:http with a `next`) that reads the raw body itself,
+ * verifies it, and sets `req.webhook = { event, webhookId, eventType, attempt, deliveryId,
+ * rawBody }`. A rejected request never reaches the next handler: it gets `httpStatus` with
+ * `{ error: '<ErrorClass>', message: '<why>' }` (the message names headers, never a secret).
+ *
+ * Mount it on the webhook route only, before any body parser (`express.json()` would consume
+ * the bytes the signature covers); a body already read by `express.raw()` is used as is.
+ */
+function webhookMiddleware(secretOrSecrets, options = {}) {
+  const { tolerance = 300, now, limit = DEFAULT_LIMIT, onRejected } = options;
+  const fixed = typeof secretOrSecrets === 'function' ? null : checkSecrets(secretOrSecrets);
+  return function velourcityWebhook(req, res, next) {
+    let raw;
+    if (Buffer.isBuffer(req.body)) {
+      raw = Promise.resolve(req.body);
+    } else if (req.body !== undefined || req.readableEnded) {
+      next(
+        new Error(
+          'the request body was already parsed: mount the Velourcity webhook middleware before ' +
+            'express.json() (or use express.raw() on this route)',
+        ),
+      );
+      return;
+    } else {
+      raw = readBody(req, limit);
+    }
+    raw.then(
+      (rawBody) => {
+        let event;
+        try {
+          const secrets = fixed ?? secretOrSecrets();
+          const clock = typeof now === 'function' ? now() : now;
+          event = verify(req.headersDistinct ?? req.headers, rawBody, secrets, { tolerance, now: clock });
+        } catch (err) {
+          if (!(err instanceof WebhookVerificationError)) {
+            next(err);
+            return;
+          }
+          if (onRejected) onRejected(err, req);
+          sendJson(res, err.httpStatus, { error: err.name, message: err.message });
+          return;
+        }
+        const header = (name) => {
+          const value = req.headers[name];
+          return Array.isArray(value) ? value[0] : value;
+        };
+        req.webhook = {
+          event,
+          webhookId: header('webhook-id') ?? event.id,
+          eventType: header('x-velourcity-event') ?? event.type,
+          attempt: Number(header('x-velourcity-delivery-attempt') ?? 1),
+          deliveryId: header('x-velourcity-delivery-id'),
+          rawBody,
+        };
+        next();
+      },
+      (err) => {
+        if (err.status === 413) {
+          sendJson(res, 413, { error: 'PayloadTooLarge', message: err.message });
+          return;
+        }
+        next(err);
+      },
+    );
+  };
+}
+
+module.exports = {
+  WebhookVerificationError,
+  MissingHeader,
+  InvalidSignature,
+  StaleTimestamp,
+  MalformedBody,
+  checkSecrets,
+  velourcitySignature,
+  standardSignature,
+  normalizeHeaders,
+  verify,
+  webhookMiddleware,
+};

@@ -1,4 +1,4 @@
-"""Times on the command line: ISO-8601 (``2026-11-28T10:00:00Z``) or relative (``-2h``)."""
+"""Times as users write them: ISO-8601 (``2026-11-28T10:00:00Z``) or relative (``-2h``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""In-memory stand-ins for the Kafka backends, for fast unit tests of the API.
+"""In-memory stand-ins for the Kafka backends, for fast unit tests of the API (tests only).
 
 ``visible_after`` delays when a write shows up in reads (as a cache following a topic does), so
 tests can check that the API waits for its own writes.
