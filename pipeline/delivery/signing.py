@@ -12,7 +12,7 @@ import hmac
 from collections.abc import Sequence
 
 from pipeline.delivery.record import Delivery
-from pipeline.receiver import _signing_key
+from velourcity_webhooks.signatures import _signing_key  # the SDK: the one copy
 
 USER_AGENT = "Velourcity-Webhooks/1.0"
 
