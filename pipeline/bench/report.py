@@ -81,7 +81,7 @@ def kafka_version() -> str:
 TARGETS = (
     # text, scenario, key, goal, least acceptable, ">=" or "<="
     (
-        "throughput (deliveries/s, one worker process)",
+        "throughput (deliveries/s, {workers} worker process(es))",
         "throughput",
         "deliveries_per_second",
         5000.0,
@@ -123,7 +123,8 @@ def targets(scenarios: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         if result is None:
             continue
         value = float(result[key])
-        row = {"target": text, "goal": f"{op} {goal:g}", "measured": value}
+        target = text.format(workers=result.get("workers", 1))
+        row = {"target": target, "goal": f"{op} {goal:g}", "measured": value}
         row["least_acceptable"] = f"{op} {least:g}" if least is not None else ""
         row["met"] = _met(value, goal, least, op)
         if result.get("undelivered"):

@@ -32,7 +32,7 @@ DRAIN_SECONDS = 90.0
 """How long a phase waits, after its load, for the deliveries still on their way."""
 WARM_EVENTS = 200
 """Events sent through a fresh stack before it is measured (connections opened, code warm)."""
-FANOUT_ALONE_EVENTS_PER_SECOND = 1500
+FANOUT_ALONE_EVENTS_PER_SECOND = 4000
 """The fan-out-alone backlog is this many events per second of ``--duration``."""
 ENCODE_SECONDS = 0.0001
 """About how long the generator takes to validate and encode one event."""
@@ -231,7 +231,7 @@ def _watch_fanout(options: Options, stack: Stack, expected: int) -> dict[str, An
             if first is not None and not profiled:
                 hook = options.on_measure(stack, "fanout-alone")
                 if hook is not None:  # the whole run, at the rate the last run took
-                    hook(max(1.0, options.duration / 2))
+                    hook(options.duration)
                 profiled = True
             if written >= expected:
                 break
