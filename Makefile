@@ -63,9 +63,11 @@ test: install browser ## Run every test, browser tests included (starts the loca
 test-unit: install ## Run the fast tests that need no broker
 	$(BIN)/pytest tests/unit
 
+BENCH_ARGS ?=
+
 .PHONY: bench
-bench: kafka ## Run every benchmark scenario on the local broker (about 14 min); report in benchmarks/results/
-	$(BIN)/velourcity bench --scenario all
+bench: kafka ## Every benchmark scenario on the local broker (~15 min); report in .local/bench/<UTC time>/ (BENCH_ARGS="--out benchmarks/results" to update the committed one)
+	$(BIN)/velourcity bench --scenario all $(BENCH_ARGS)
 
 .PHONY: chaos
 chaos: kafka ## Fault-injection suite, every scenario (about 15 min); table printed and saved in reliability/results/

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,8 @@ import orjson
 
 from pipeline.bench import report
 from pipeline.bench.limits import kafka_rate
-from pipeline.bench.scenarios import SCENARIOS, Options
+from pipeline.bench.profile import Profiler, py_spy
+from pipeline.bench.scenarios import LATENCY_RATES, SCENARIOS, Options
 from pipeline.bench.stack import ReceiverProcess, cpu_seconds
 from pipeline.settings import Settings
 
@@ -64,8 +65,10 @@ def measure_limits(
                 timeout=seconds + 60,
             )
             busy = (cpu_seconds(receiver.process.pid) - before) / (time.monotonic() - started)
-            rate = orjson.loads(done.stdout.splitlines()[-1])["requests_per_second"]
-            limits[key] = round(rate, 1)
+            hammered = orjson.loads(done.stdout.splitlines()[-1])
+            limits[key] = round(hammered["requests_per_second"], 1)
+            if client != "raw":  # the client's own CPU for one request, beside the worker's
+                limits[f"{client}_cpu_ms_per_request"] = round(hammered["cpu_ms_per_request"], 3)
             if client == "raw":
                 limits["receiver_cpu_cores_at_ceiling"] = round(busy, 2)
     finally:
@@ -74,25 +77,50 @@ def measure_limits(
     return limits
 
 
+def default_out(now: datetime | None = None) -> Path:
+    """``.local/bench/<UTC timestamp>/``: outside the tracked tree (``.local/`` is ignored)."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return Path(".local") / "bench" / stamp
+
+
 def run_bench(
     scenario: str,
     *,
     duration: float,
     workers: int,
     bootstrap: str,
-    out: Path,
+    out: Path | None,
     command: str,
     http_client: str = "aiohttp",
     uvloop: bool = False,
+    profile: bool = False,
+    latency_rates: Sequence[int] = LATENCY_RATES,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run one scenario (or ``all``), measure the limits, write the report; return it."""
+    """Run one scenario (or ``all``), measure the limits, write the report under ``out``
+    (``None``: :func:`default_out`); return it."""
     names = list(SCENARIOS) if scenario == "all" else [scenario]
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    now = datetime.now(UTC)
+    started_at = now.isoformat(timespec="seconds")
+    out = out if out is not None else default_out(now)
+    progress(f"report: {out}/")
     machine = report.machine()
     log_dir = Path(tempfile.mkdtemp(prefix="velourcity-bench-"))
     progress(f"logs: {log_dir}")
-    options = Options(bootstrap, duration, workers, log_dir, progress, http_client, uvloop)
+    profiler = Profiler(out / "profiles") if profile else None
+    if profiler is not None:
+        py_spy()  # fail now, not after the limits, when it is missing
+    options = Options(
+        bootstrap,
+        duration,
+        workers,
+        log_dir,
+        progress,
+        http_client,
+        uvloop,
+        profiler,
+        tuple(latency_rates),
+    )
     limits = measure_limits(bootstrap, min(duration, 10.0), log_dir, progress)
     results: dict[str, dict[str, Any]] = {}
     for name in names:
@@ -113,12 +141,27 @@ def run_bench(
         "versions": report.versions(),
         "limits": limits,
         "ratios": report.ratios(results, limits),
+        "versus_aiohttp": report.versus_aiohttp(results, limits),
         "targets": report.targets(results),
         "scenarios": results,
         "logs": str(log_dir),
+        "profiles": _profiles(profiler, out),
     }
     result["files"] = report.write(result, out)
     return result
 
 
-__all__ = ["SCENARIOS", "measure_limits", "run_bench"]
+def _profiles(profiler: Profiler | None, out: Path) -> dict[str, Any]:
+    """Each profiled worker's summary, with its files relative to the report."""
+    if profiler is None:
+        return {}
+    found: dict[str, Any] = {}
+    for name, summary in profiler.results.items():
+        found[name] = dict(summary)
+        for key in ("raw", "summary"):
+            if key in summary:
+                found[name][key] = str(Path(summary[key]).relative_to(out))
+    return found
+
+
+__all__ = ["LATENCY_RATES", "SCENARIOS", "default_out", "measure_limits", "run_bench"]

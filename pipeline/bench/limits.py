@@ -75,6 +75,7 @@ async def hammer(url: str, seconds: float, connections: int, client: str) -> dic
     parsed = httpx.URL(url)
     host, port, path = parsed.host, parsed.port or 80, parsed.path
     done = [0]
+    cpu = time.process_time()
     started = time.monotonic()
     until = started + seconds
     if client == "raw":
@@ -96,7 +97,13 @@ async def hammer(url: str, seconds: float, connections: int, client: str) -> dic
                 *(_httpx_connection(http, url, until, done) for _ in range(connections))
             )
     elapsed = time.monotonic() - started
-    return {"requests": done[0], "seconds": elapsed, "requests_per_second": done[0] / elapsed}
+    cpu = time.process_time() - cpu
+    return {
+        "requests": done[0],
+        "seconds": elapsed,
+        "requests_per_second": done[0] / elapsed,
+        "cpu_ms_per_request": cpu * 1000 / max(done[0], 1),
+    }
 
 
 def kafka_rate(settings: Settings, *, seconds: float, size: int = 1000) -> dict[str, float]:

@@ -152,23 +152,60 @@ class Stack:
     def retry_records(self) -> int:
         """Records written to the retry tiers so far (retries, and deliveries deferred there
         because their endpoint had too many taken: ``endpoint_max_in_flight`` + ``_queued``)."""
+        topics = [retry_topic_name(self.settings, d) for d in retry_tiers(self.settings)]
+        return self.records_in(topics)
+
+    def records_in(self, topics: list[str], consumer: Any = None) -> int:
+        """Records in these topics (high minus low watermark of every partition)."""
         from confluent_kafka import Consumer, TopicPartition
 
-        consumer = Consumer(
-            {"bootstrap.servers": self.settings.kafka_bootstrap, "group.id": "bench-watermarks"}
-        )
+        own = consumer is None
+        if own:
+            consumer = Consumer(
+                {"bootstrap.servers": self.settings.kafka_bootstrap, "group.id": "bench-marks"}
+            )
         total = 0
         try:
-            for delay in retry_tiers(self.settings):
-                topic = retry_topic_name(self.settings, delay)
+            for topic in topics:
                 for partition in range(self.settings.delivery_partitions):
                     low, high = consumer.get_watermark_offsets(
                         TopicPartition(topic, partition), timeout=10
                     )
                     total += high - low
         finally:
-            consumer.close()
-        return total
+            if own:
+                consumer.close()
+        return int(total)
+
+    def wait_groups_stable(self, timeout: float = 60.0) -> None:
+        """Wait until every worker is a member of the fan-out's and the sender's consumer
+        groups and both are stable, so that no rebalance lands in a measured window (with
+        ``--workers 2`` the second worker joins after the first has taken every partition)."""
+        from confluent_kafka.admin import AdminClient
+
+        role = self.settings.worker_role
+        groups = [
+            self.settings.group(name)
+            for name, runs in (("velourcity-webhooks", role != "sender"),
+                               ("velourcity-sender", role != "fanout"))
+            if runs
+        ]  # fmt: skip
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            futures = admin.describe_consumer_groups(groups, request_timeout=10)
+            described = []
+            for future in futures.values():
+                with contextlib.suppress(Exception):
+                    described.append(future.result(15))
+            if len(described) == len(groups) and all(
+                len(g.members) == len(self.workers) and str(g.state).endswith("STABLE")
+                for g in described
+            ):
+                return
+            self.check_alive()
+            time.sleep(0.5)
+        raise RuntimeError(f"consumer groups {groups} not stable with every worker in {timeout}s")
 
     def cpu_seconds(self) -> float:
         return sum(cpu_seconds(w.pid) for w in self.workers)

@@ -1,4 +1,4 @@
-"""``velourcity bench``: the benchmarks of issue 8 against the running broker."""
+"""``velourcity bench``: the benchmarks of issues 8 and 15 against the running broker."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import Annotated
 import orjson
 import typer
 
-from pipeline.bench.scenarios import SCENARIOS
+from pipeline.bench.scenarios import LATENCY_RATES, SCENARIOS
+
+DEFAULT_RATES = ",".join(str(rate) for rate in LATENCY_RATES)
 
 
 def bench(
@@ -36,8 +38,27 @@ def bench(
         bool, typer.Option("--json", help="Print the report as one JSON object, last.")
     ] = False,
     out: Annotated[
-        Path, typer.Option(help="Where latest.json, latest.md and the plot are written.")
-    ] = Path("benchmarks/results"),
+        Path | None,
+        typer.Option(
+            help="Where latest.json, latest.md, the plot and the profiles are written"
+            " (default: .local/bench/<UTC timestamp>/, not tracked; the committed figures"
+            " are --out benchmarks/results)."
+        ),
+    ] = None,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile",
+            help="py-spy on every worker during each measured window; raw folded stacks and"
+            " a summary under <out>/profiles/, linked from the report.",
+        ),
+    ] = False,
+    rates: Annotated[
+        str,
+        typer.Option(
+            help="The latency scenario's offered rates (events/s), comma-separated.",
+        ),
+    ] = DEFAULT_RATES,
 ) -> None:
     """Measure throughput, latency, CPU and memory on the running broker
     (VELOURCITY_KAFKA_BOOTSTRAP) with the pipeline's own workers and a fast local receiver;
@@ -51,6 +72,12 @@ def bench(
 
     if http_client not in ("httpx", "aiohttp"):
         raise typer.BadParameter(f"--http-client is httpx or aiohttp, not {http_client!r}")
+    try:
+        latency_rates = [int(r) for r in rates.split(",") if r.strip()]
+    except ValueError:
+        latency_rates = []
+    if not latency_rates or min(latency_rates) <= 0:
+        raise typer.BadParameter(f"--rates takes positive events/s, e.g. 100,500; not {rates!r}")
 
     def progress(line: str) -> None:
         typer.echo(line, err=as_json)
@@ -64,6 +91,8 @@ def bench(
         command="velourcity " + shlex.join(sys.argv[1:]),
         http_client=http_client,
         uvloop=uvloop,
+        profile=profile,
+        latency_rates=latency_rates,
         progress=progress,
     )
     if as_json:
