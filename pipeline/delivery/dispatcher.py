@@ -2,7 +2,10 @@
 many at once, and commits an offset only when every record before it is finished.
 
 It runs in the worker beside the Faust fan-out agent (as a service of the Faust worker) but
-drives its own aiokafka consumer, because it needs three things a Faust agent does not give:
+drives its own librdkafka consumer and producer (:mod:`pipeline.kafka`): records come in
+batches from the consumer's thread, each is admitted by one pure function
+(:func:`~pipeline.delivery.admission.admit`), and per record only the request and its results
+are made (sign, POST, produce the attempt log). It needs what a Faust agent does not give:
 
 * **Per-record commits.** A record is *finished* when every record its attempt produced
   (attempt log, retry, dead letter) was acknowledged by the broker. A partition's committed
