@@ -6,10 +6,17 @@ redrive`` writes them back to the topic they came from (after a fix)."""
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+
+from pipeline.exceptions import PublishError
+from pipeline.kafka.config import producer_config
 from pipeline.kafka.producer import Output
 from pipeline.settings import Settings
-from pipeline.topics import QUARANTINE
+from pipeline.topics import QUARANTINE, pipeline_topics
 
 REASON = "velourcity-quarantine-reason"
 ERROR = "velourcity-quarantine-error"
@@ -40,3 +47,88 @@ def quarantine_record(
         (AT, str(int(time.time() * 1000)).encode()),
     )
     return Output(settings.topic(QUARANTINE), key or b"", value or b"", headers)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quarantined:
+    """One quarantined record: its bytes, and where it came from and why."""
+
+    offset: int
+    """Its place in the quarantine topic (``partition:offset`` names it)."""
+    partition: int
+    key: bytes
+    value: bytes
+    reason: str
+    error: str
+    source_topic: str
+    at: int
+    """When it was quarantined, unix ms."""
+
+
+def read_quarantine(
+    settings: Settings, *, reason: str | None = None, since_ms: int = 0
+) -> Iterator[Quarantined]:
+    """Every quarantined record present now (oldest first per partition), filtered."""
+    topic = settings.topic(QUARANTINE)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"quarantine-reader-{uuid.uuid4().hex}",  # never joins nor commits
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        pending = set(partitions)
+        while pending:
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            if (error := message.error()) is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(message.partition() or 0)
+                continue
+            headers = {
+                name: value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+                for name, value in list(message.headers() or ())
+            }
+            record = Quarantined(
+                offset=message.offset() or 0,
+                partition=message.partition() or 0,
+                key=message.key() or b"",
+                value=message.value() or b"",
+                reason=headers.get(REASON, ""),
+                error=headers.get(ERROR, ""),
+                source_topic=headers.get(SOURCE_TOPIC, ""),
+                at=int(headers.get(AT) or message.timestamp()[1]),
+            )
+            if (reason is None or record.reason == reason) and record.at >= since_ms:
+                yield record
+    finally:
+        consumer.close()
+
+
+def redrive(settings: Settings, records: list[Quarantined]) -> int:
+    """Write quarantined records back, untouched, to the topic each came from (an event to
+    its domain topic, a delivery to the deliveries topic), waiting for the broker's acks.
+    Only the pipeline's own topics are written to. Returns how many went."""
+    own = {spec.name for spec in pipeline_topics(settings)}
+    unknown = sorted({r.source_topic for r in records} - own)
+    if unknown:
+        raise PublishError(f"not the pipeline's topics, nothing redriven: {', '.join(unknown)}")
+    producer = Producer(producer_config(settings))
+    errors: list[str] = []
+    for record in records:
+        producer.produce(
+            record.source_topic,
+            key=record.key or None,
+            value=record.value,
+            headers=[("velourcity-redriven-from", f"{record.partition}:{record.offset}".encode())],
+            on_delivery=lambda err, _m: errors.append(err.str()) if err else None,
+        )
+        producer.poll(0)
+    if producer.flush(60) or errors:
+        raise PublishError(f"redrive not acknowledged: {errors[:3] or 'timed out'}")
+    return len(records)

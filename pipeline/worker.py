@@ -26,22 +26,27 @@ from faust.types import EventT, StreamT
 
 from pipeline.delivery.copies import FANOUT_HEADER
 from pipeline.delivery.dispatcher import Dispatcher
-from pipeline.delivery.handler import DeliveryHandler
+from pipeline.delivery.handler import INTERNAL_RETRIES, DeliveryHandler
 from pipeline.delivery.http import new_http_sender
 from pipeline.endpoints.store import EndpointCache
 from pipeline.events.codec import decode
 from pipeline.events.registry import default_registry
-from pipeline.exceptions import DecodeError
+from pipeline.exceptions import DecodeError, InvalidInput
 from pipeline.fanout import fan_out
 from pipeline.health import HealthCache
 from pipeline.kafka.config import producer_config
 from pipeline.kafka.producer import AsyncProducer, Output
-from pipeline.observability import QUARANTINED, configure_logging, serve_metrics
+from pipeline.observability import INTERNAL_ERRORS, QUARANTINED, configure_logging, serve_metrics
 from pipeline.quarantine import quarantine_record
 from pipeline.settings import Settings
 from pipeline.topics import DELIVERIES
 
 log = structlog.get_logger(__name__)
+
+INTERNAL_BACKOFF = 0.1
+"""Seconds before the fan-out of an event that hit a bug of ours is tried again (x4 each
+time, :data:`~pipeline.delivery.handler.INTERNAL_RETRIES` times; then it is quarantined as
+``internal_error``, for ``velourcity quarantine redrive`` once fixed)."""
 
 BATCH_MAX = 1000
 BATCH_WITHIN = 0.005
@@ -81,13 +86,25 @@ def create_app(settings: Settings, *, endpoints: EndpointCache) -> faust.App:
         deliveries_topic = settings.topic(DELIVERIES)
         for event in events:
             message = event.message
-            try:
-                decoded = decode(message.value, registry)
-                deliveries = fan_out(decoded, endpoints.for_account(decoded.event["account_id"]))
-            except Exception as exc:
-                reason = exc.reason if isinstance(exc, DecodeError) else "invalid_event"
-                outputs.append(_quarantine(settings, event, reason, exc))
-                continue
+            for tries in range(INTERNAL_RETRIES + 1):
+                try:
+                    decoded = decode(message.value, registry)
+                    account = decoded.event["account_id"]
+                    deliveries = fan_out(decoded, endpoints.for_account(account))
+                    break
+                except DecodeError as exc:  # bad input: set aside with its reason
+                    outputs.append(_quarantine(settings, event, exc.reason, exc))
+                except InvalidInput as exc:
+                    outputs.append(_quarantine(settings, event, "invalid_event", exc))
+                except Exception as exc:  # a bug of ours: not the input's fault
+                    INTERNAL_ERRORS.labels("fanout").inc()
+                    log.exception("fan-out failed", offset=message.offset, tries=tries + 1)
+                    if tries < INTERNAL_RETRIES:
+                        await asyncio.sleep(INTERNAL_BACKOFF * 4**tries)
+                        continue
+                    outputs.append(_quarantine(settings, event, "internal_error", exc))
+                deliveries = []
+                break
             outputs.extend(
                 Output(
                     deliveries_topic,

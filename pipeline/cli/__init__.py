@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from pipeline.cli import deliveries, dlq, endpoints, events, topics
+from pipeline.cli import deliveries, dlq, endpoints, events, quarantine, topics
 from pipeline.cli.bench import bench
 from pipeline.cli.chaos import chaos
 from pipeline.cli.listen import listen
@@ -26,6 +26,7 @@ app.add_typer(topics.app, name="topics")
 app.add_typer(endpoints.app, name="endpoints")
 app.add_typer(deliveries.app, name="deliveries")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(quarantine.app, name="quarantine")
 app.command("trigger")(events.trigger)
 app.command("receiver")(receiver)
 app.command("listen")(listen)

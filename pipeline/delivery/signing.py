@@ -11,8 +11,9 @@ import base64
 import hmac
 from collections.abc import Sequence
 
-from pipeline.delivery.record import Delivery
 from velourcity_webhooks.signatures import _signing_key  # the SDK: the one copy
+
+from pipeline.delivery.record import Delivery
 
 USER_AGENT = "Velourcity-Webhooks/1.0"
 

@@ -201,6 +201,29 @@ def test_undecodable_input_is_quarantined_and_the_stream_carries_on(
     assert headers["velourcity-source-topic"] == kafka_settings.topic("velourcity.orders").encode()
     assert int(headers["velourcity-source-offset"]) >= 0
 
+    # an operator sees it, and writes it back to where it came from (once the cause is fixed;
+    # this one is garbage still, so the worker quarantines it again)
+    cli = [str(ROOT / ".venv" / "bin" / "velourcity"), "quarantine"]
+    env = kafka_settings.as_environment()
+    listed = subprocess.run(
+        [*cli, "list", "--json"], env=env, capture_output=True, text=True, check=True, timeout=60
+    )
+    (shown,) = [orjson.loads(line) for line in listed.stdout.splitlines()]
+    assert (shown["reason"], shown["bytes"]) == ("missing_header", len(b"\x00garbage"))
+    assert shown["source_topic"] == kafka_settings.topic("velourcity.orders")
+    redriven = subprocess.run(
+        [*cli, "redrive", "--reason", "missing_header"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert "redriven 1 records" in redriven.stdout
+    again = read_topic(kafka_settings.topic(QUARANTINE), 2)[1]
+    assert again.value() == b"\x00garbage"
+    assert dict(again.headers())["velourcity-source-topic"] == headers["velourcity-source-topic"]
+
 
 def test_sigterm_mid_request_loses_nothing(
     settings_factory, receiver_factory, worker_factory
