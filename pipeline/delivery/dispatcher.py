@@ -64,11 +64,12 @@ from pipeline.delivery.offsets import OffsetTracker
 from pipeline.delivery.ordering import OrderingBook, OrderingLog, park_until, queue_name
 from pipeline.delivery.ratelimit import RateLimiter
 from pipeline.delivery.record import Delivery
+from pipeline.delivery.results import Results
 from pipeline.endpoints.model import Endpoint
 from pipeline.health import HealthIndex
 from pipeline.kafka.config import consumer_config, producer_config
 from pipeline.kafka.consumer import GroupConsumer, Offsets
-from pipeline.kafka.producer import AsyncProducer, Output, ProduceError
+from pipeline.kafka.producer import AsyncProducer, Output
 from pipeline.observability import (
     BREAKER_SKIPS,
     BREAKERS_OPEN,
@@ -91,7 +92,6 @@ class AccountEndpoints(Protocol):
 
 POLL_MS = 200
 POLL_RECORDS = 500
-PRODUCE_BACKOFF_MAX = 5.0
 PENDING_PER_REQUEST = 5
 """Records a worker holds (taken, not finished) per request it may make at once."""
 
@@ -171,7 +171,7 @@ class Dispatcher(Service):
         self._partition_count: dict[str, int] = {}
         self._tps: dict[tuple[str, int], TopicPartition] = {}
         self._lag_reported = 0.0
-        self._producer: AsyncProducer | None = None
+        self._results = Results(lambda: AsyncProducer(producer_config(settings)))
         self._admin: AIOKafkaAdminClient | None = None
         self._reader: AIOKafkaConsumer | None = None
         """Reads the recent fan-out records back at assignment (:mod:`.copies`)."""
@@ -180,7 +180,7 @@ class Dispatcher(Service):
 
     async def on_start(self) -> None:
         settings = self._settings
-        self._producer = self._new_producer()
+        self._results.start()
         self._source = GroupConsumer(
             consumer_config(
                 settings,
@@ -214,23 +214,10 @@ class Dispatcher(Service):
         self._committer = asyncio.ensure_future(self._commit_progress())
         log.info("sender started", topics=self._topics)
 
-    def _new_producer(self) -> AsyncProducer:
-        return AsyncProducer(producer_config(self._settings))
-
-    def _replace_producer(self, broken: AsyncProducer, exc: ProduceError) -> None:
-        """Swap a producer that can never succeed again (a fatal error: e.g. its idempotence
-        state fenced after a broker restart) for a new one; what it failed is produced again
-        with the new one (at least once). Seen in the chaos suite's broker-restart scenario,
-        where a sender retried with its broken producer forever and delivered nothing more."""
-        if self._producer is not broken:
-            return  # another job replaced it already
-        log.warning("producer broken; starting a new one", error=str(exc))
-        self._producer = broken.renewed()
-
     async def on_stop(self) -> None:
         """Drain: no new attempts; in-flight ones finish (bounded by the HTTP timeout), their
         results are produced and their offsets committed; then leave the group."""
-        self._halting = True
+        self._halting = self._results.stopping = True
         if self._committer is not None:
             self._committer.cancel()
         if self._source is not None:
@@ -240,8 +227,7 @@ class Dispatcher(Service):
             await self._admin.close()
         if self._reader is not None:
             await self._reader.stop()
-        if self._producer is not None:
-            await self._producer.flush(10)
+        await self._results.stop()
         await self._handler.aclose()
         log.info("sender stopped")
 
@@ -534,23 +520,12 @@ class Dispatcher(Service):
         """Write the queue as it is now to the ordering topic; True once acknowledged, False
         when the worker stops first. Writes are sent one at a time, each with the state at
         that moment, so the topic's last value for a queue is always its latest state."""
-        assert self._producer is not None
-        topic, key, backoff = self._ordering.topic, name.encode(), 0.1
-        while True:
-            producer = self._producer
-            try:
-                # sent in the order of the changes: librdkafka keeps one partition's order
-                await producer.send([Output(topic, key, self._book.snapshot(name))])
-                return True
-            except ProduceError as exc:
-                if self._halting:
-                    return False
-                if exc.fatal:
-                    self._replace_producer(producer, exc)
-                    continue
-                log.warning("writing an ordered queue failed; retrying", error=str(exc))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, PRODUCE_BACKOFF_MAX)
+        key = name.encode()
+
+        def now() -> list[Output]:  # sent in the order of the changes (one partition's order)
+            return [Output(self._ordering.topic, key, self._book.snapshot(name))]
+
+        return await self._results.produce(now, what="an ordered queue")
 
     async def _written(self, name: str, changed: bool, outputs: list[Output]) -> list[Output]:
         if changed and not await self._persist(name):
@@ -619,8 +594,6 @@ class Dispatcher(Service):
             endpoint_id=change.endpoint_id,
             failures=change.failures,
         )
-        if self._producer is None:
-            return
         health = {
             "endpoint_id": change.endpoint_id,
             "breaker": change.state,
@@ -630,9 +603,7 @@ class Dispatcher(Service):
             "failing_since": self._failing_since.get(change.endpoint_id),
         }
         topic, key = self._settings.topic(ENDPOINT_HEALTH), change.endpoint_id.encode()
-        self._background_task(
-            _quietly(self._producer.send([Output(topic, key, orjson.dumps(health))]))
-        )
+        self._results.send_quietly([Output(topic, key, orjson.dumps(health))])
 
     @staticmethod
     async def _outputs_of(outputs: list[Output]) -> list[Output]:
@@ -656,25 +627,7 @@ class Dispatcher(Service):
                     self._turns.pop(endpoint_id, None)  # none when it was only ever parked
 
     async def _produce(self, outputs: list[Output]) -> bool:
-        """Produce and wait for the broker's acks, retrying while the broker is away.
-        False when the worker stops first: the record stays unfinished, so it is read again."""
-        assert self._producer is not None
-        backoff = 0.1
-        while True:
-            producer = self._producer
-            try:
-                await producer.send(outputs)
-                return True
-            except ProduceError as exc:
-                if self._halting:
-                    log.error("results not produced before stopping", error=str(exc))
-                    return False
-                if exc.fatal:
-                    self._replace_producer(producer, exc)
-                    continue
-                log.warning("producing results failed; retrying", error=str(exc), wait=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, PRODUCE_BACKOFF_MAX)
+        return await self._results.produce(outputs)
 
     # Commits and rebalances --------------------------------------------------------------
 
@@ -811,14 +764,6 @@ class Dispatcher(Service):
         fanouts = await read_back(self._reader, dict(written), self._window_ms, fanout)
         delivered = await read_back(self._reader, logged, self._window_ms, attempt)
         log.info("recent records read back", fanout_records=fanouts, delivered=delivered)
-
-
-async def _quietly(sent: asyncio.Future[None]) -> None:
-    """A best-effort write (endpoint health: the next change replaces it)."""
-    try:
-        await sent
-    except ProduceError as exc:
-        log.info("endpoint health not written", error=str(exc))
 
 
 def _quarantine(settings: Settings, record: Message, exc: Exception) -> list[Output]:

@@ -1,11 +1,9 @@
-"""The sender's HTTP transport: httpx's transport interface over aiohttp's connection pool.
-
-httpcore's pool scans every connection on each request (encode/httpx#3215): under load that
-was half of a worker's CPU, and with this transport a worker delivers 2.3x as much
-(``velourcity bench``). :class:`~pipeline.delivery.sender.HttpSender` uses it unless
-``VELOURCITY_HTTP_CLIENT=httpx`` asks for httpx's own pool
-(:func:`~pipeline.delivery.ssrf.guarded_transport`); httpx's client API, timeouts and errors
-stay the same either way.
+"""aiohttp's connection pool behind the SSRF guard (:func:`guarded_session`, the one the
+sender sends through: :class:`~pipeline.delivery.http.AiohttpSender`), and the same pool
+under httpx's transport interface (:class:`AiohttpTransport`), with which the SSRF suite
+(``tests/unit/test_ssrf.py``) runs its connect-time checks through httpx's client on both
+pools. :func:`httpx_error` names aiohttp's errors as httpx's, for
+:func:`~pipeline.delivery.http.error_class`.
 
 The SSRF guard is as strong as ``guarded_transport``'s: a host name is resolved by
 :meth:`GuardedBackend.checked_addresses <pipeline.delivery.ssrf.GuardedBackend.checked_addresses>`
@@ -181,7 +179,7 @@ class _GuardedResolver(aiohttp.abc.AbstractResolver):
 
 
 def httpx_error(exc: Exception, request: httpx.Request | None) -> Exception:
-    """aiohttp's errors as the httpx errors :func:`~pipeline.delivery.sender.error_class`
+    """aiohttp's errors as the httpx errors :func:`~pipeline.delivery.http.error_class`
     names, chained to the original (so an SSRF refusal or a TLS error is still found)."""
     if isinstance(exc, httpx.HTTPError):
         return exc

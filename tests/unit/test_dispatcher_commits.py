@@ -42,7 +42,7 @@ async def _run() -> list[list[dict[TopicPartition, tuple[int, set[int]]]]]:
     dispatcher = Dispatcher(Settings(commit_interval=0.05), handler=None)  # type: ignore[arg-type]
     consumer = FakeConsumer()
     dispatcher._source = consumer  # type: ignore[assignment]
-    dispatcher._producer = NothingToProduce()  # type: ignore[assignment]
+    dispatcher._results.producer = NothingToProduce()  # type: ignore[assignment]
     tp = TopicPartition("deliveries", 0)
     dispatcher._owned = {tp}
     committer = asyncio.ensure_future(dispatcher._commit_progress())
