@@ -50,6 +50,7 @@ from confluent_kafka import KafkaException, Message
 from mode import Service
 
 from pipeline.delivery.admission import admit
+from pipeline.delivery.autodisable import FailureStreaks
 from pipeline.delivery.breaker import Breakers, Change
 from pipeline.delivery.copies import (
     DeliveredBefore,
@@ -124,8 +125,10 @@ class Dispatcher(Service):
         self._handler = handler
         self._endpoints = endpoints
         self._health = health
-        self._failing_since: dict[str, int] = {}
-        """Endpoint id → unix ms of the first failure with no success since (auto-disable)."""
+        self._streaks = FailureStreaks(
+            settings.auto_disable_days, health.get if health is not None else lambda _id: None
+        )
+        """Each endpoint's run of failures without a success (auto-disable)."""
         self._topics = sender_topics(settings)
         self._taken = asyncio.Semaphore(PENDING_PER_REQUEST * settings.sender_concurrency)
         self._requests = asyncio.Semaphore(settings.sender_concurrency)
@@ -557,19 +560,8 @@ class Dispatcher(Service):
         return outputs
 
     def _track_failures(self, endpoint_id: str, ok: bool) -> None:
-        """Disable an endpoint failing for ``auto_disable_days`` without a single success. The
-        streak's start survives restarts and rebalances on the endpoint-health topic."""
-        if ok:
-            self._failing_since.pop(endpoint_id, None)
-            return
-        now_ms = int(time.time() * 1000)
-        since = self._failing_since.get(endpoint_id)
-        if since is None:
-            known = (self._health.get(endpoint_id) if self._health else None) or {}
-            since = known.get("failing_since") or now_ms
-            self._failing_since[endpoint_id] = since
-        if now_ms - since >= self._settings.auto_disable_days * 86_400_000:
-            del self._failing_since[endpoint_id]
+        since = self._streaks.record(endpoint_id, ok, int(time.time() * 1000))
+        if since is not None:
             self._background_task(self._auto_disable(endpoint_id, since))
 
     async def _auto_disable(self, endpoint_id: str, failing_since: int) -> None:
@@ -600,7 +592,7 @@ class Dispatcher(Service):
             "consecutive_failures": change.failures,
             "since": int(change.at * 1000),
             "worker": self._worker_id,
-            "failing_since": self._failing_since.get(change.endpoint_id),
+            "failing_since": self._streaks.since(change.endpoint_id),
         }
         topic, key = self._settings.topic(ENDPOINT_HEALTH), change.endpoint_id.encode()
         self._results.send_quietly([Output(topic, key, orjson.dumps(health))])
