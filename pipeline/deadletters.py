@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from pipeline.delivery.record import Delivery
 from pipeline.exceptions import PublishError
 from pipeline.kafka.config import producer_config
+from pipeline.kafka.reading import read_to_end
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS, DELIVERIES
 
@@ -26,34 +26,11 @@ def read_dead_letters(
     settings: Settings, *, endpoint_id: str | None = None, since_ms: int = 0
 ) -> Iterator[DeadLetter]:
     """Every dead letter present now (oldest first per partition), filtered."""
-    topic = settings.topic(DEAD_LETTERS)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"dlq-reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        pending = set(partitions)
-        while pending:
-            message = consumer.poll(1.0)
-            if message is None:
-                continue
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(message.partition() or 0)
-                continue
-            delivery = Delivery.from_bytes(message.value() or b"{}")
-            at = message.timestamp()[1]
-            if (endpoint_id is None or delivery.endpoint_id == endpoint_id) and at >= since_ms:
-                yield DeadLetter(delivery=delivery, dead_lettered_at=at)
-    finally:
-        consumer.close()
+    for message in read_to_end(settings, settings.topic(DEAD_LETTERS)):
+        delivery = Delivery.from_bytes(message.value() or b"{}")
+        at = message.timestamp()[1]
+        if (endpoint_id is None or delivery.endpoint_id == endpoint_id) and at >= since_ms:
+            yield DeadLetter(delivery=delivery, dead_lettered_at=at)
 
 
 def redrive(settings: Settings, letters: list[DeadLetter]) -> int:

@@ -6,15 +6,15 @@ redrive`` writes them back to the topic they came from (after a fix)."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from pipeline.exceptions import PublishError
 from pipeline.kafka.config import producer_config
 from pipeline.kafka.producer import Output
+from pipeline.kafka.reading import read_to_end
 from pipeline.settings import Settings
 from pipeline.topics import QUARANTINE, pipeline_topics
 
@@ -69,45 +69,23 @@ def read_quarantine(
     settings: Settings, *, reason: str | None = None, since_ms: int = 0
 ) -> Iterator[Quarantined]:
     """Every quarantined record present now (oldest first per partition), filtered."""
-    topic = settings.topic(QUARANTINE)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"quarantine-reader-{uuid.uuid4().hex}",  # never joins nor commits
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
+    for message in read_to_end(settings, settings.topic(QUARANTINE)):
+        headers = {
+            name: value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+            for name, value in list(message.headers() or ())
         }
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        pending = set(partitions)
-        while pending:
-            message = consumer.poll(1.0)
-            if message is None:
-                continue
-            if (error := message.error()) is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(message.partition() or 0)
-                continue
-            headers = {
-                name: value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-                for name, value in list(message.headers() or ())
-            }
-            record = Quarantined(
-                offset=message.offset() or 0,
-                partition=message.partition() or 0,
-                key=message.key() or b"",
-                value=message.value() or b"",
-                reason=headers.get(REASON, ""),
-                error=headers.get(ERROR, ""),
-                source_topic=headers.get(SOURCE_TOPIC, ""),
-                at=int(headers.get(AT) or message.timestamp()[1]),
-            )
-            if (reason is None or record.reason == reason) and record.at >= since_ms:
-                yield record
-    finally:
-        consumer.close()
+        record = Quarantined(
+            offset=message.offset() or 0,
+            partition=message.partition() or 0,
+            key=message.key() or b"",
+            value=message.value() or b"",
+            reason=headers.get(REASON, ""),
+            error=headers.get(ERROR, ""),
+            source_topic=headers.get(SOURCE_TOPIC, ""),
+            at=int(headers.get(AT) or message.timestamp()[1]),
+        )
+        if (reason is None or record.reason == reason) and record.at >= since_ms:
+            yield record
 
 
 def redrive(settings: Settings, records: list[Quarantined]) -> int:
