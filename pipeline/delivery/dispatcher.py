@@ -93,6 +93,11 @@ class AccountEndpoints(Protocol):
 
 POLL_MS = 200
 POLL_RECORDS = 500
+FAST_ENDPOINT_MS = 50.0
+"""An endpoint whose attempts take less than this (moving average) is *fast*: at its share it
+gets a turn within milliseconds, so the sender waits for one (at most :data:`FAST_WAIT`)
+instead of deferring its deliveries to a retry tier. A slower one is deferred at once."""
+FAST_WAIT = 0.05
 PENDING_PER_REQUEST = 5
 """Records a worker holds (taken, not finished) per request it may make at once."""
 
@@ -135,6 +140,10 @@ class Dispatcher(Service):
         self._in_flight = settings.endpoint_max_in_flight
         self._endpoint_cap = settings.endpoint_max_in_flight + settings.endpoint_max_queued
         self._per_endpoint: Counter[str] = Counter()
+        self._latency_ms: dict[str, float] = {}
+        """Each endpoint's attempt latency, a moving average (fast endpoints wait, not defer)."""
+        self._slot_free: dict[str, asyncio.Event] = {}
+        """Set when one of the endpoint's deliveries finishes (a waiting one may go)."""
         """Deliveries of each endpoint taken and not finished."""
         self._turns: dict[str, asyncio.Semaphore] = {}
         """Each endpoint's own limit on requests in flight."""
@@ -289,6 +298,8 @@ class Dispatcher(Service):
             self._skip(tp, offset)
             return True
         endpoint_id = delivery.endpoint_id
+        if self._per_endpoint[endpoint_id] >= self._endpoint_cap:
+            await self._turn_of_fast(endpoint_id)
         name = self._queue_of(delivery, endpoint)
         admission = admit(
             delivery,
@@ -327,6 +338,23 @@ class Dispatcher(Service):
                 tp, offset, None, self._outputs_of(self._behind_breaker(delivery))
             )
         return await self._start(tp, offset, endpoint_id, None, attempt=(delivery, endpoint))
+
+    async def _turn_of_fast(self, endpoint_id: str) -> None:
+        """An endpoint at its share that answers fast: wait (briefly) for one of its deliveries
+        to finish, so a fast endpoint's backlog is sent, not cycled through a retry tier."""
+        deadline = time.monotonic() + FAST_WAIT
+        while (
+            self._per_endpoint[endpoint_id] >= self._endpoint_cap
+            and self._latency_ms.get(endpoint_id, FAST_ENDPOINT_MS) < FAST_ENDPOINT_MS
+            and (left := deadline - time.monotonic()) > 0
+        ):
+            freed = self._slot_free.get(endpoint_id)
+            if freed is None:
+                freed = self._slot_free[endpoint_id] = asyncio.Event()
+            try:
+                await asyncio.wait_for(freed.wait(), left)
+            except TimeoutError:
+                return
 
     async def _start(
         self,
@@ -557,6 +585,8 @@ class Dispatcher(Service):
         else:
             self._track_failures(endpoint_id, result.ok)
             self._breakers.record(endpoint_id, result.ok)
+            average = self._latency_ms.get(endpoint_id, result.latency_ms)
+            self._latency_ms[endpoint_id] = 0.8 * average + 0.2 * result.latency_ms
         return outputs
 
     def _track_failures(self, endpoint_id: str, ok: bool) -> None:
@@ -613,10 +643,13 @@ class Dispatcher(Service):
         finally:
             self._taken.release()
             if endpoint_id is not None:
+                if (freed := self._slot_free.pop(endpoint_id, None)) is not None:
+                    freed.set()
                 self._per_endpoint[endpoint_id] -= 1
                 if self._per_endpoint[endpoint_id] <= 0:
                     del self._per_endpoint[endpoint_id]
                     self._turns.pop(endpoint_id, None)  # none when it was only ever parked
+                    self._latency_ms.pop(endpoint_id, None)
 
     async def _produce(self, outputs: list[Output]) -> bool:
         return await self._results.produce(outputs)
