@@ -63,12 +63,12 @@ def signed(
         event_type=event_type,
         account_id=ACCOUNT,
         endpoint_id=ENDPOINT,
-        body=body.decode(),
+        body=body,
         attempt=attempt,
         event_time=int(event["occurred_at"].timestamp() * 1000),
     )
-    # The handler signs delivery.body.encode(): the same bytes render_body produced.
-    raw = delivery.body.encode()
+    # The handler signs delivery.body: the same bytes render_body produced.
+    raw = delivery.body
     return delivery, raw, webhook_headers(delivery, raw, secrets, timestamp=timestamp)
 
 

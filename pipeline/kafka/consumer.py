@@ -119,7 +119,13 @@ class GroupConsumer:
             log.exception("the sender failed to take a batch or a rebalance")
             return None
 
-    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Assigned (from their committed offsets) and running: a partition this consumer had
+        paused before the rebalance (a retry tier's head not due) stays paused across it in
+        librdkafka, while the loop's timer to resume it was dropped with the revoke; the
+        chaos suite's receiver outage lost deliveries in such a tier until this resume."""
+        consumer.assign(partitions)
+        consumer.resume(partitions)
         self._call(self._on_assign([(p.topic, p.partition) for p in partitions]))
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -127,6 +133,7 @@ class GroupConsumer:
         thread, before the group moves on (a commit from another thread during ``close``
         waited for its timeout)."""
         offsets = self._call(self._on_revoke([(p.topic, p.partition) for p in partitions]))
+        self._todo.clear()  # seeks and pauses of the partitions let go
         try:
             self._commit(offsets or {})
         except KafkaException as exc:  # the next owner redoes what was not committed
@@ -135,6 +142,7 @@ class GroupConsumer:
     def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Lost (e.g. a session timeout): another owner may have them already; no commit."""
         self._call(self._on_revoke([(p.topic, p.partition) for p in partitions]))
+        self._todo.clear()
 
     def _run(self) -> None:
         consumer = self._consumer
