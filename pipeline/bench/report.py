@@ -163,6 +163,10 @@ def headline(scenarios: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
     if "fanout-alone" in scenarios:
         figures["fanout_alone_events_per_second"] = scenarios["fanout-alone"]["events_per_second"]
+    if "sender-alone" in scenarios:
+        alone = scenarios["sender-alone"]
+        figures["sender_alone_deliveries_per_second"] = alone["deliveries_per_second"]
+        figures["sender_alone_cpu_ms_per_delivery"] = alone["cpu_ms_per_delivery"]
     return figures
 
 

@@ -34,6 +34,8 @@ WARM_EVENTS = 200
 """Events sent through a fresh stack before it is measured (connections opened, code warm)."""
 FANOUT_ALONE_EVENTS_PER_SECOND = 4000
 """The fan-out-alone backlog is this many events per second of ``--duration``."""
+SENDER_ALONE_DELIVERIES_PER_SECOND = 3000
+"""The sender-alone backlog is this many deliveries per second of ``--duration``."""
 ENCODE_SECONDS = 0.0001
 """About how long the generator takes to validate and encode one event."""
 STORM_SECONDS = 60.0
@@ -207,6 +209,83 @@ def fanout_alone(options: Options, endpoints: int = 1) -> dict[str, Any]:
             options.profiler.finish()
         stack.close()
         receiver.stop()
+
+
+def sender_alone(options: Options) -> dict[str, Any]:
+    """The sender with no fan-out beside it (``worker_role=sender``): a backlog of deliveries
+    is written first by a fan-out-only worker, which then stops; the sender-only workers start
+    on it. The rate is deliveries the receiver read over the time from its first to its last;
+    the CPU is the sender workers' alone, so it compares with one HTTP request's."""
+    deliveries = max(1000, round(SENDER_ALONE_DELIVERIES_PER_SECOND * options.duration))
+    log_dir = options.log_dir / "sender-alone"
+    stack = Stack.create(
+        options.bootstrap, log_dir, http_client=options.http_client, worker_role="fanout"
+    )
+    receiver = ReceiverProcess(log_dir / "receiver.log")
+    try:
+        stack.endpoint("acct_so", receiver.url("ok", "so"))
+        load = Load(stack)
+        options.progress(f"sender-alone: writing a backlog of {deliveries:,} deliveries first")
+        for _ in range(deliveries):
+            load.send("acct_so")
+        load.close()
+        stack.start_workers(1)
+        deadline = time.monotonic() + 120 + deliveries / 500
+        while stack.records_in([stack.settings.topic(DELIVERIES)]) < deliveries:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the fan-out did not write the sender-alone backlog in time")
+            stack.check_alive()
+            time.sleep(0.2)
+        stack.stop_workers()
+        stack.settings = stack.settings.model_copy(update={"worker_role": "sender"})
+        result = _watch_sender(options, stack, receiver, deliveries)
+        return (
+            result
+            | _about(options, "sender-alone")
+            | {"offered_rate": "backlog", "deliveries_backlog": deliveries}
+        )
+    finally:
+        if options.profiler is not None:
+            options.profiler.finish()
+        stack.close()
+        receiver.stop()
+
+
+def _watch_sender(
+    options: Options, stack: Stack, receiver: ReceiverProcess, expected: int
+) -> dict[str, Any]:
+    launched = time.time()
+    stack.start_workers(options.workers, options.uvloop)
+    deadline = time.monotonic() + 120 + expected / 200
+    first: tuple[float, int, float] | None = None
+    received = 0
+    while time.monotonic() < deadline:
+        received, now = receiver.received(), time.time()
+        if first is None and received > 0:
+            first = (now, received, stack.cpu_seconds())
+            options.progress("sender-alone: the sender started, measuring")
+            if (hook := options.on_measure(stack, "sender-alone")) is not None:
+                hook(options.duration)
+        if received >= expected:
+            break
+        stack.check_alive()
+        time.sleep(0.05)
+    cpu = stack.cpu_seconds()
+    if first is None or received < expected:
+        raise RuntimeError(f"the sender delivered {received:,} of {expected:,} in time")
+    started, before, cpu_before = first
+    span = max(now - started, 1e-9)
+    carried = received - before
+    return {
+        "deliveries": received,
+        "deliveries_per_second": round(carried / span, 1),
+        "cpu_ms_per_delivery": round((cpu - cpu_before) * 1000 / max(carried, 1), 3),
+        "worker_cpu_cores": round((cpu - cpu_before) / span, 2),
+        "seconds": round(span, 2),
+        "startup_seconds": round(started - launched, 1),
+        "deferred_to_retry": stack.retry_records(),
+        "peak_rss_mb": round(stack.peak_rss_mb(), 1),
+    }
 
 
 def _watch_fanout(options: Options, stack: Stack, expected: int) -> dict[str, Any]:
@@ -391,6 +470,7 @@ SCENARIOS: dict[str, Callable[[Options], dict[str, Any]]] = {
     "throughput": throughput,
     "fanout": fanout,
     "fanout-alone": fanout_alone,
+    "sender-alone": sender_alone,
     "latency": latency,
     "noisy-neighbor": noisy_neighbor,
     "retry-storm": retry_storm,

@@ -132,7 +132,7 @@ class Stack:
         if uvloop:
             command = [sys.executable, "-m", "pipeline.bench.worker", "--uvloop"]
         for index in range(count):
-            log = (self.log_dir / f"worker-{index}.log").open("wb")
+            log = self._worker_log(index).open("wb")
             self.workers.append(
                 subprocess.Popen(  # noqa: S603 (our own entry point)
                     command,
@@ -143,6 +143,11 @@ class Stack:
                 )
             )
             log.close()
+
+    def _worker_log(self, index: int) -> Path:
+        role = self.settings.worker_role
+        name = f"worker-{index}" if role == "all" else f"worker-{index}-{role}"
+        return self.log_dir / f"{name}.log"
 
     def endpoint(self, account_id: str, url: str) -> Endpoint:
         endpoint = new_endpoint(self.settings, account_id=account_id, url=url)
@@ -216,10 +221,11 @@ class Stack:
     def check_alive(self) -> None:
         for index, worker in enumerate(self.workers):
             if worker.poll() is not None:
-                log = (self.log_dir / f"worker-{index}.log").read_text(errors="replace")
+                log = self._worker_log(index).read_text(errors="replace")
                 raise RuntimeError(f"worker {index} exited ({worker.returncode}):\n{log[-3000:]}")
 
-    def close(self) -> None:
+    def stop_workers(self) -> None:
+        """SIGTERM every worker (SIGKILL after 30 s); the topics stay."""
         for worker in self.workers:
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
@@ -230,6 +236,10 @@ class Stack:
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait(10)
+        self.workers.clear()
+
+    def close(self) -> None:
+        self.stop_workers()
         names = [spec.name for spec in pipeline_topics(self.settings)]
         with contextlib.suppress(Exception):  # best effort: a leftover topic costs only disk
             for future in (
