@@ -10,15 +10,15 @@ BIN := $(VENV)/bin
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(BIN)/.installed: pyproject.toml sdk/python/pyproject.toml
+$(BIN)/.installed: pyproject.toml sdk/python/pyproject.toml tools/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required ($(PYTHON))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e sdk/python -e '.[dev]'
+	$(BIN)/pip install --quiet -e sdk/python -e '.[dev]' -e tools
 	@touch $@
 
 .PHONY: install
-install: $(BIN)/.installed ## Create .venv/ with the project and the Python SDK (editable) and dev tools
+install: $(BIN)/.installed ## Create .venv/ with the project, the Python SDK and the dev tools (tools/: bench, chaos), editable
 
 CHROMIUM := /usr/bin/chromium
 
@@ -79,10 +79,10 @@ chaos-ci: kafka ## The chaos suite's short form (scenarios 1, 3, 4 with fewer ev
 
 .PHONY: lint
 lint: install ## ruff and mypy
-	$(BIN)/ruff check pipeline tests sdk/python
+	$(BIN)/ruff check pipeline tools tests sdk/python
 	$(BIN)/mypy
 	$(BIN)/mypy sdk/python/src/velourcity_webhooks
 
 .PHONY: clean
 clean: ## Remove the venv and caches (not the broker's data: see kafka-reset)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist sdk/python/src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist sdk/python/src/*.egg-info tools/*.egg-info tools/build

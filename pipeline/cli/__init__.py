@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
 
 import typer
 
 from pipeline.cli import deliveries, dlq, endpoints, events, quarantine, topics
-from pipeline.cli.bench import bench
-from pipeline.cli.chaos import chaos
 from pipeline.cli.listen import listen
 from pipeline.cli.receiver import receiver
 from pipeline.cli.replay import replay
@@ -32,8 +32,31 @@ app.command("receiver")(receiver)
 app.command("listen")(listen)
 app.command("demo")(demo)
 app.command("replay")(replay)
-app.command("bench")(bench)
-app.command("chaos")(chaos)
+
+
+DEV_TOOLS = {
+    "bench": ("velourcity_bench.cli", "Benchmark the pipeline on the running broker."),
+    "chaos": ("velourcity_chaos.cli", "Run the fault-injection suite against real workers."),
+}
+"""Commands of the development tools (tools/, the ``velourcity-devtools`` distribution that
+``make install`` installs from a checkout; the server wheel does not ship them)."""
+
+
+def _dev_tool(name: str, module: str, summary: str) -> None:
+    if importlib.util.find_spec(module.partition(".")[0]) is not None:
+        app.command(name)(getattr(importlib.import_module(module), name))
+        return
+
+    @app.command(name, help=f"{summary} (a development tool: not installed)")
+    def missing() -> None:
+        raise VelourcityError(
+            f"velourcity {name} is a development tool, not part of the server package: "
+            "run it from a checkout after `make install` (it installs tools/, velourcity-devtools)"
+        )
+
+
+for _name, (_module, _summary) in DEV_TOOLS.items():
+    _dev_tool(_name, _module, _summary)
 
 
 @app.command()

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.bench import default_out, report
-from pipeline.bench.loadgen import paced_send, parse_mix
-from pipeline.bench.profile import summarize, summary_markdown
+from velourcity_bench import default_out, report
+from velourcity_bench.loadgen import paced_send, parse_mix
+from velourcity_bench.profile import summarize, summary_markdown
 
 
 class _Producer:

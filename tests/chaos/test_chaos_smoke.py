@@ -5,8 +5,7 @@ acknowledged must arrive; poison must end in quarantine with its reason."""
 from __future__ import annotations
 
 import pytest
-
-from pipeline.chaos.scenarios import Options, poison_input, receiver_outage, worker_crashes
+from velourcity_chaos.scenarios import Options, poison_input, receiver_outage, worker_crashes
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 

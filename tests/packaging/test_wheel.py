@@ -80,6 +80,9 @@ def test_the_server_wheel_ships_the_schemas_and_no_test_code(wheels: dict[str, P
     shipped = sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("pipeline/events/schemas/"))
     assert shipped == sorted(p.name for p in (ROOT / "schemas").glob("*.avsc"))
     assert "pipeline/api/fakes.py" not in names
+    # the benchmark and the chaos suite are development tools (tools/), not the server's
+    assert not [n for n in names if n.startswith(("pipeline/bench/", "pipeline/chaos/"))]
+    assert not [n for n in names if n.startswith(("velourcity_bench/", "velourcity_chaos/"))]
     assert not [n for n in names if n.startswith(("tests/", "sdk/", "velourcity_webhooks/"))]
     metadata = zipfile.ZipFile(wheels["server"]).read(
         next(n for n in names if n.endswith(".dist-info/METADATA"))
@@ -131,6 +134,16 @@ def test_installed_wheel_delivers_a_webhook_from_any_folder(
         "except InvalidEvent:\n    print('refused')"
     )
     assert run([str(bin_dir / "python"), "-c", avro_check], cwd=home, env=env) == "refused\n"
+
+    # the development tools are not there: their commands say so in one line
+    missing = subprocess.run(
+        [str(bin_dir / "velourcity"), "bench"], cwd=home, env=env, capture_output=True, text=True
+    )
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        "error: velourcity bench is a development tool, not part of the server package: run it"
+        " from a checkout after `make install` (it installs tools/, velourcity-devtools)"
+    ]
 
     settings = settings_factory()
     env = {**settings.as_environment(), **{k: v for k, v in env.items() if k == "PATH"}}

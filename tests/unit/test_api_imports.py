@@ -8,8 +8,8 @@ import sys
 
 NOT_SERVED = (
     "pipeline.cli",
-    "pipeline.bench",
-    "pipeline.chaos",
+    "velourcity_bench",
+    "velourcity_chaos",
     "pipeline.demo",
     "pipeline.testing",
     "pipeline.api.fakes",

@@ -1,4 +1,4 @@
-"""``velourcity worker`` on uvloop: ``python -m pipeline.bench.worker --uvloop``.
+"""``velourcity worker`` on uvloop: ``python -m velourcity_bench.worker --uvloop``.
 
 For ``velourcity bench --uvloop`` (uvloop comes with the ``bench`` extra only). The HTTP
 transport is a setting (``VELOURCITY_HTTP_CLIENT``), handed over like the others."""

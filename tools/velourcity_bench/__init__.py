@@ -1,6 +1,6 @@
 """Benchmarks (``velourcity bench``): how fast, how much CPU, and how far from this machine's
-limits. Scenarios live in :mod:`~pipeline.bench.scenarios`, the limits in
-:mod:`~pipeline.bench.limits`, the report in :mod:`~pipeline.bench.report`.
+limits. Scenarios live in :mod:`~velourcity_bench.scenarios`, the limits in
+:mod:`~velourcity_bench.limits`, the report in :mod:`~velourcity_bench.report`.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any
 
 import orjson
 
-from pipeline.bench import report
-from pipeline.bench.limits import kafka_rate
-from pipeline.bench.profile import Profiler, py_spy
-from pipeline.bench.scenarios import LATENCY_RATES, SCENARIOS, Options
-from pipeline.bench.stack import ReceiverProcess, cpu_seconds
 from pipeline.settings import Settings
+from velourcity_bench import report
+from velourcity_bench.limits import kafka_rate
+from velourcity_bench.profile import Profiler, py_spy
+from velourcity_bench.scenarios import LATENCY_RATES, SCENARIOS, Options
+from velourcity_bench.stack import ReceiverProcess, cpu_seconds
 
 HTTP_CLIENT_CONNECTIONS = 10
 """Connections the client ceilings use: one endpoint's requests in flight from one worker."""
@@ -49,7 +49,7 @@ def measure_limits(
                 [
                     sys.executable,
                     "-m",
-                    "pipeline.bench.limits",
+                    "velourcity_bench.limits",
                     "hammer",
                     "--url",
                     receiver.url("ok", "limit"),

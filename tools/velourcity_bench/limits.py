@@ -2,7 +2,7 @@
 produce → consume rate with the pipeline's own client libraries and no HTTP, and how many
 requests per second the receiver answers (and how many httpx, the sender's client, makes).
 
-The load generator runs in its own process (``python -m pipeline.bench.limits hammer ...``)
+The load generator runs in its own process (``python -m velourcity_bench.limits hammer ...``)
 so that it does not share an event loop, or a core, with the receiver it measures.
 """
 
@@ -17,8 +17,8 @@ import uuid
 
 import orjson
 
-from pipeline.bench.receiver import run_loop
 from pipeline.settings import Settings
+from velourcity_bench.receiver import run_loop
 
 BODY = b"x" * 1000
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import orjson
 
-from pipeline.bench.loadgen import template
-from pipeline.bench.receiver import Record
-from pipeline.bench.stack import ReceiverProcess, Stack, cpu_seconds, machine_busy_seconds
 from pipeline.events.samples import new_event
 from pipeline.publisher import Publisher
+from velourcity_bench.loadgen import template
+from velourcity_bench.receiver import Record
+from velourcity_bench.stack import ReceiverProcess, Stack, cpu_seconds, machine_busy_seconds
 
 WARM_FRACTION = 0.2
 WARM_MAX_SECONDS = 3.0
@@ -172,7 +172,7 @@ def paced(
     on_measure: Callable[[float], None] | None = None,
 ) -> Phase:
     """Publish at ``rate`` events/s for ``seconds`` from the paced generator's own process
-    (:mod:`pipeline.bench.loadgen`: events encoded beforehand, each handed to the producer at
+    (:mod:`velourcity_bench.loadgen`: events encoded beforehand, each handed to the producer at
     its time); its send times join ``load.sent``."""
     load.phases += 1
     tag = f"{load.phases}"
@@ -183,7 +183,7 @@ def paced(
             [
                 sys.executable,
                 "-m",
-                "pipeline.bench.loadgen",
+                "velourcity_bench.loadgen",
                 "--rate",
                 str(rate),
                 "--seconds",

@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 
-from pipeline.chaos.report import Tally
-from pipeline.chaos.scenarios import Options, publish
-from pipeline.chaos.stack import Stack, TrackedPublisher, stack
 from pipeline.processes import stop_process
+from velourcity_chaos.report import Tally
+from velourcity_chaos.scenarios import Options, publish
+from velourcity_chaos.stack import Stack, TrackedPublisher, stack
 
 ADMIN_TOKEN = "chaos-admin-token"  # noqa: S105 (a throwaway stack's own token)
 _PYTHON_CLI = "from pipeline.cli import main; main()"
@@ -26,7 +26,7 @@ _PYTHON_CLI = "from pipeline.cli import main; main()"
 
 class _Api:
     def __init__(self, run: Stack, directory: Path) -> None:
-        from pipeline.chaos.broker import free_port
+        from velourcity_chaos.broker import free_port
 
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"

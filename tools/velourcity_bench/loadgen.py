@@ -1,5 +1,5 @@
 """The benchmark's paced load generator, in a process of its own:
-``python -m pipeline.bench.loadgen --rate 500 --seconds 10 --mix acct_a=0.8,acct_b=0.2 --out F``
+``python -m velourcity_bench.loadgen --rate 500 --seconds 10 --mix acct_a=0.8,acct_b=0.2 --out F``
 (settings from ``VELOURCITY_*``, as a worker gets them).
 
 It is built not to be what is measured (issue 15: the in-process generator it replaces made

@@ -22,7 +22,6 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from pipeline.chaos.receiver import Mode
 from pipeline.endpoints import EndpointWriter, new_endpoint
 from pipeline.events.samples import sample_event
 from pipeline.exceptions import PublishError
@@ -30,6 +29,7 @@ from pipeline.processes import stop_process
 from pipeline.publisher import Publisher
 from pipeline.settings import Settings
 from pipeline.topics import create_topics
+from velourcity_chaos.receiver import Mode
 
 _PYTHON_CLI = "from pipeline.cli import main; main()"
 
@@ -51,13 +51,13 @@ class Worker:
 
 
 class ReceiverProcess:
-    """The accounting receiver (:mod:`pipeline.chaos.receiver`) in a child process."""
+    """The accounting receiver (:mod:`velourcity_chaos.receiver`) in a child process."""
 
     def __init__(self, directory: Path) -> None:
         self.ledger_path = directory / "ledger.jsonl"
         self._log = (directory / "receiver.log").open("wb")
         self.process = subprocess.Popen(  # noqa: S603 (our own module)
-            [sys.executable, "-m", "pipeline.chaos.receiver", "--ledger", str(self.ledger_path)],
+            [sys.executable, "-m", "velourcity_chaos.receiver", "--ledger", str(self.ledger_path)],
             stdout=subprocess.PIPE,
             stderr=self._log,
         )

@@ -20,12 +20,12 @@ from typing import Any
 import orjson
 from confluent_kafka.admin import AdminClient
 
-from pipeline.bench.receiver import Record
 from pipeline.endpoints.model import Endpoint, new_endpoint
 from pipeline.endpoints.store import EndpointWriter
 from pipeline.processes import stop_process
 from pipeline.settings import Settings
 from pipeline.topics import create_topics, pipeline_topics, retry_tiers, retry_topic_name
+from velourcity_bench.receiver import Record
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -61,12 +61,12 @@ def peak_rss_mb(pid: int) -> float:
 
 
 class ReceiverProcess:
-    """The fast receiver (:mod:`pipeline.bench.receiver`) in a process of its own."""
+    """The fast receiver (:mod:`velourcity_bench.receiver`) in a process of its own."""
 
     def __init__(self, log_path: Path) -> None:
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.bench.receiver", "--port", "0"],
+            [sys.executable, "-m", "velourcity_bench.receiver", "--port", "0"],
             stdout=subprocess.PIPE,
             stderr=self._log,
         )
@@ -127,10 +127,10 @@ class Stack:
 
     def start_workers(self, count: int, uvloop: bool = False) -> None:
         """``velourcity worker`` processes with the stack's settings (``http_client`` among
-        them); with ``uvloop``, the same worker on uvloop (:mod:`pipeline.bench.worker`)."""
+        them); with ``uvloop``, the same worker on uvloop (:mod:`velourcity_bench.worker`)."""
         command = [str(Path(sys.executable).with_name("velourcity")), "worker"]
         if uvloop:
-            command = [sys.executable, "-m", "pipeline.bench.worker", "--uvloop"]
+            command = [sys.executable, "-m", "velourcity_bench.worker", "--uvloop"]
         for index in range(count):
             log = self._worker_log(index).open("wb")
             self.workers.append(

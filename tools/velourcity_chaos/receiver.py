@@ -1,6 +1,6 @@
 """The accounting receiver: a webhook server in its own process that writes down every request.
 
-    python -m pipeline.chaos.receiver --port 0 --control-port 0 --ledger ledger.jsonl
+    python -m velourcity_chaos.receiver --port 0 --control-port 0 --ledger ledger.jsonl
 
 It answers ``POST`` on any path (the path names the endpoint) and appends one JSON line per
 request to the ledger: event id, endpoint (path), attempt, ``webhook-id``, delivery id, the

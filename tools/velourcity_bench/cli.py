@@ -10,7 +10,7 @@ from typing import Annotated
 import orjson
 import typer
 
-from pipeline.bench.scenarios import LATENCY_RATES, SCENARIOS
+from velourcity_bench.scenarios import LATENCY_RATES, SCENARIOS
 
 DEFAULT_RATES = ",".join(str(rate) for rate in LATENCY_RATES)
 
@@ -63,8 +63,8 @@ def bench(
     """Measure throughput, latency, CPU and memory on the running broker
     (VELOURCITY_KAFKA_BOOTSTRAP) with the pipeline's own workers and a fast local receiver;
     write the report under --out."""
-    from pipeline.bench import run_bench  # imports the scenarios' machinery only here
     from pipeline.settings import load_settings
+    from velourcity_bench import run_bench  # imports the scenarios' machinery only here
 
     if scenario != "all" and scenario not in SCENARIOS:
         choices = ", ".join(SCENARIOS)

@@ -1,6 +1,6 @@
 """The fault-injection suite (``velourcity chaos``): real workers, a real broker and an
 accounting receiver, with faults injected while events flow; every scenario ends in a
-:class:`~pipeline.chaos.report.Tally` (published, delivered, lost, duplicates, ...).
+:class:`~velourcity_chaos.report.Tally` (published, delivered, lost, duplicates, ...).
 
 Modules: :mod:`.receiver` (the accounting receiver, its own process), :mod:`.stack` (the
 processes and topics of one run), :mod:`.ledger` (what arrived, counted), :mod:`.poison`
@@ -8,6 +8,6 @@ processes and topics of one run), :mod:`.ledger` (what arrived, counted), :mod:`
 :mod:`.api_abuse` (the faults), :mod:`.report` (the table, JSON and Markdown).
 """
 
-from pipeline.chaos.report import Tally
+from velourcity_chaos.report import Tally
 
 __all__ = ["Tally"]

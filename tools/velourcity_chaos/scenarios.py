@@ -1,6 +1,6 @@
 """The fault scenarios. Each publishes events through the SDK while a fault is injected, then
 waits for every (event, endpoint) pair the broker acknowledged to reach the accounting
-receiver, and returns a :class:`~pipeline.chaos.report.Tally`.
+receiver, and returns a :class:`~velourcity_chaos.report.Tally`.
 
 Targets checked for every scenario: nothing lost, nothing dead-lettered (none should be),
 no unhandled exception in any worker log and no worker ending by itself.
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.chaos.broker import ThrowawayBroker
-from pipeline.chaos.poison import EXPECTED_REASON, poison, poison_plan
-from pipeline.chaos.report import Tally
-from pipeline.chaos.stack import Stack, TrackedPublisher, stack
 from pipeline.topics import DEAD_LETTERS, QUARANTINE
+from velourcity_chaos.broker import ThrowawayBroker
+from velourcity_chaos.poison import EXPECTED_REASON, poison, poison_plan
+from velourcity_chaos.report import Tally
+from velourcity_chaos.stack import Stack, TrackedPublisher, stack
 
 SOURCE = ("velourcity-source-topic", "velourcity-source-partition", "velourcity-source-offset")
 """The headers that name a quarantined record's origin: quarantined twice still counts once."""

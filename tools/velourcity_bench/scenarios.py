@@ -1,8 +1,8 @@
-"""The benchmark's scenarios. Each builds its own stack (:class:`~pipeline.bench.stack.Stack`),
-loads it (:mod:`pipeline.bench.load`) and measures from the receiver's records: latency is the
+"""The benchmark's scenarios. Each builds its own stack (:class:`~velourcity_bench.stack.Stack`),
+loads it (:mod:`velourcity_bench.load`) and measures from the receiver's records: latency is the
 time from the moment an event is handed to the producer to the moment the receiver read the
 ``POST``. The latency scenario gives every rate a fresh stack (an empty backlog) and paced
-load from a generator in its own process (:mod:`pipeline.bench.loadgen`).
+load from a generator in its own process (:mod:`velourcity_bench.loadgen`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.bench.load import (
+from pipeline.topics import DELIVERIES
+from velourcity_bench.load import (
     Load,
     Mix,
     Phase,
@@ -23,9 +24,8 @@ from pipeline.bench.load import (
     percentile,
     wait_delivered,
 )
-from pipeline.bench.profile import Profiler
-from pipeline.bench.stack import ReceiverProcess, Stack
-from pipeline.topics import DELIVERIES
+from velourcity_bench.profile import Profiler
+from velourcity_bench.stack import ReceiverProcess, Stack
 
 LATENCY_RATES = (100, 500, 1000, 2000)
 DRAIN_SECONDS = 90.0

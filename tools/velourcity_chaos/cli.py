@@ -1,4 +1,4 @@
-"""``velourcity chaos``: the fault-injection suite (:mod:`pipeline.chaos`), its table printed
+"""``velourcity chaos``: the fault-injection suite (:mod:`velourcity_chaos`), its table printed
 and saved under ``reliability/results/``."""
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ def chaos(
 
     Uses the broker of VELOURCITY_KAFKA_BOOTSTRAP (topics under a prefix of each run's own);
     the broker-restart scenario starts and stops a throwaway broker of its own."""
-    from pipeline.chaos.api_abuse import api_abuse
-    from pipeline.chaos.report import markdown_table, save
-    from pipeline.chaos.scenarios import SCENARIOS, Options
     from pipeline.settings import load_settings
+    from velourcity_chaos.api_abuse import api_abuse
+    from velourcity_chaos.report import markdown_table, save
+    from velourcity_chaos.scenarios import SCENARIOS, Options
 
     every = {**SCENARIOS, "api-abuse": api_abuse}
     names = list(every) if scenario == "all" else [scenario]

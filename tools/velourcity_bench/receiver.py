@@ -1,7 +1,7 @@
 """The benchmark's receiver: a minimal HTTP/1.1 server on 127.0.0.1, fast enough not to be
-what is measured (its own ceiling is measured in the same run: :mod:`pipeline.bench.limits`).
+what is measured (its own ceiling is measured in the same run: :mod:`velourcity_bench.limits`).
 
-It runs in its own process (``python -m pipeline.bench.receiver --port 0``, which prints the
+It runs in its own process (``python -m velourcity_bench.receiver --port 0``, which prints the
 port it took) and records, for every ``POST``, its ``webhook-id`` (the event id), the
 endpoint's tag and the wall-clock time it arrived. The URL says how to answer, so endpoints
 need no set-up:
