@@ -205,6 +205,10 @@ def _quarantine(settings: Settings, event: EventT[Any], reason: str, exc: Except
 
 def run_worker(settings: Settings) -> None:
     """Run the fan-out agent and the sender until SIGTERM / Ctrl-C (``velourcity worker``)."""
+    if settings.event_loop == "uvloop":  # before Faust creates its loop
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     configure_logging(settings)
     serve_metrics(settings)
     endpoints = EndpointCache(settings).start()

@@ -31,9 +31,12 @@ def bench(
             " httpx (httpx's own connection pool)."
         ),
     ] = "aiohttp",
-    uvloop: Annotated[
-        bool, typer.Option("--uvloop", help="Run the workers on uvloop (not used in production).")
-    ] = False,
+    event_loop: Annotated[
+        str,
+        typer.Option(
+            help="The workers' VELOURCITY_EVENT_LOOP: uvloop (production's default) or asyncio."
+        ),
+    ] = "uvloop",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as one JSON object, last.")
     ] = False,
@@ -90,7 +93,7 @@ def bench(
         out=out,
         command="velourcity " + shlex.join(sys.argv[1:]),
         http_client=http_client,
-        uvloop=uvloop,
+        event_loop=event_loop,
         profile=profile,
         latency_rates=latency_rates,
         progress=progress,

@@ -51,9 +51,19 @@ class Options:
     log_dir: Path
     progress: Callable[[str], None] = print
     http_client: str = "aiohttp"
-    uvloop: bool = False
+    event_loop: str = "uvloop"
     profiler: Profiler | None = None
     latency_rates: Sequence[int] = LATENCY_RATES
+
+    def stack(self, log_dir: Path, **settings: Any) -> Stack:
+        """A fresh stack with the workers' HTTP client and event loop of this run."""
+        return Stack.create(
+            self.bootstrap,
+            log_dir,
+            http_client=self.http_client,
+            event_loop=self.event_loop,
+            **settings,
+        )
 
     def on_measure(self, stack: Stack, label: str) -> Callable[[float], None] | None:
         """The hook that starts py-spy on the stack's workers when a window opens."""
@@ -92,12 +102,12 @@ def _warm_up(stack: Stack, receiver: ReceiverProcess, load: Load, accounts: list
 
 def _run(options: Options, name: str, setup: Setup, body: Body, **settings: Any) -> dict[str, Any]:
     log_dir = options.log_dir / name
-    stack = Stack.create(options.bootstrap, log_dir, http_client=options.http_client, **settings)
+    stack = options.stack(log_dir, **settings)
     receiver = ReceiverProcess(log_dir / "receiver.log")
     load: Load | None = None
     try:
         mix, warm_accounts = setup(stack, receiver)
-        stack.start_workers(options.workers, options.uvloop)
+        stack.start_workers(options.workers)
         load = Load(stack)
         _warm_up(stack, receiver, load, warm_accounts)
         options.progress(f"{name}: {options.workers} worker(s) ready, measuring")
@@ -117,7 +127,7 @@ def _about(options: Options, name: str) -> dict[str, Any]:
         "scenario": name,
         "workers": options.workers,
         "http_client": options.http_client,
-        "worker_event_loop": "uvloop" if options.uvloop else "asyncio",
+        "worker_event_loop": options.event_loop,
         "duration_s": options.duration,
     }
 
@@ -182,9 +192,7 @@ def fanout_alone(options: Options, endpoints: int = 1) -> dict[str, Any]:
     watermarks) over the time from its first record to the last."""
     events = max(1000, round(FANOUT_ALONE_EVENTS_PER_SECOND * options.duration))
     log_dir = options.log_dir / "fanout-alone"
-    stack = Stack.create(
-        options.bootstrap, log_dir, http_client=options.http_client, worker_role="fanout"
-    )
+    stack = options.stack(log_dir, worker_role="fanout")
     receiver = ReceiverProcess(log_dir / "receiver.log")  # never called: nothing sends
     try:
         for n in range(endpoints):
@@ -218,9 +226,7 @@ def sender_alone(options: Options) -> dict[str, Any]:
     the CPU is the sender workers' alone, so it compares with one HTTP request's."""
     deliveries = max(1000, round(SENDER_ALONE_DELIVERIES_PER_SECOND * options.duration))
     log_dir = options.log_dir / "sender-alone"
-    stack = Stack.create(
-        options.bootstrap, log_dir, http_client=options.http_client, worker_role="fanout"
-    )
+    stack = options.stack(log_dir, worker_role="fanout")
     receiver = ReceiverProcess(log_dir / "receiver.log")
     try:
         stack.endpoint("acct_so", receiver.url("ok", "so"))
@@ -255,7 +261,7 @@ def _watch_sender(
     options: Options, stack: Stack, receiver: ReceiverProcess, expected: int
 ) -> dict[str, Any]:
     launched = time.time()
-    stack.start_workers(options.workers, options.uvloop)
+    stack.start_workers(options.workers)
     deadline = time.monotonic() + 120 + expected / 200
     first: tuple[float, int, float] | None = None
     received = 0
@@ -297,7 +303,7 @@ def _watch_fanout(options: Options, stack: Stack, expected: int) -> dict[str, An
     )
     try:
         launched = time.time()
-        stack.start_workers(options.workers, options.uvloop)
+        stack.start_workers(options.workers)
         deadline = time.monotonic() + 120 + expected / 200
         first: tuple[float, int, float] | None = None
         profiled = False

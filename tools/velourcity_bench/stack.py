@@ -125,12 +125,10 @@ class Stack:
         log_dir.mkdir(parents=True, exist_ok=True)
         return cls(settings=settings, log_dir=log_dir)
 
-    def start_workers(self, count: int, uvloop: bool = False) -> None:
-        """``velourcity worker`` processes with the stack's settings (``http_client`` among
-        them); with ``uvloop``, the same worker on uvloop (:mod:`velourcity_bench.worker`)."""
+    def start_workers(self, count: int) -> None:
+        """``velourcity worker`` processes with the stack's settings (``http_client`` and
+        ``event_loop`` among them)."""
         command = [str(Path(sys.executable).with_name("velourcity")), "worker"]
-        if uvloop:
-            command = [sys.executable, "-m", "velourcity_bench.worker", "--uvloop"]
         for index in range(count):
             log = self._worker_log(index).open("wb")
             self.workers.append(
