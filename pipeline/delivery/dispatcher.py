@@ -20,11 +20,10 @@ are made (sign, POST, produce the attempt log). It needs what a Faust agent does
   Nothing waits in memory, so a crash while waiting loses nothing.
 * **Rate limits.** An endpoint's ``rate_limit`` spaces its attempts (see
   :mod:`pipeline.delivery.ratelimit` for why one worker's limiter holds for all of them).
-* **Bulkheads.** A worker makes at most ``sender_concurrency`` requests at once; one endpoint
-  has at most ``endpoint_max_in_flight`` of them, and at most ``endpoint_max_queued`` more of
-  its deliveries wait in memory for their turn; past that, its deliveries are deferred to the
-  first retry tier without using an attempt. So a hanging endpoint holds a few of the worker's
-  requests and a bounded queue of its own, and never the other endpoints' turn.
+* **Bulkheads.** A worker makes at most ``sender_concurrency`` requests at once, one endpoint
+  at most ``endpoint_max_in_flight``, with a bounded queue of its own; past that, its
+  deliveries are deferred to the first retry tier without using an attempt
+  (:mod:`pipeline.delivery.bulkheads`).
 * **Ordered endpoints.** An endpoint with ``ordered`` gets an order's deliveries one after the
   other; a later one waits (in memory while the earlier one's attempt is in flight, else in a
   retry tier) without holding up other orders (see :mod:`pipeline.delivery.ordering`).
@@ -36,7 +35,6 @@ import asyncio
 import os
 import socket
 import time
-from collections import Counter
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
@@ -52,6 +50,7 @@ from mode import Service
 from pipeline.delivery.admission import admit
 from pipeline.delivery.autodisable import FailureStreaks
 from pipeline.delivery.breaker import Breakers, Change
+from pipeline.delivery.bulkheads import Bulkheads
 from pipeline.delivery.copies import (
     DeliveredBefore,
     RecentFanouts,
@@ -91,13 +90,6 @@ class AccountEndpoints(Protocol):
     def for_account(self, account_id: str) -> tuple[Endpoint, ...]: ...
 
 
-POLL_MS = 200
-POLL_RECORDS = 500
-FAST_ENDPOINT_MS = 50.0
-"""An endpoint whose attempts take less than this (moving average) is *fast*: at its share it
-gets a turn within milliseconds, so the sender waits for one (at most :data:`FAST_WAIT`)
-instead of deferring its deliveries to a retry tier. A slower one is deferred at once."""
-FAST_WAIT = 0.05
 PENDING_PER_REQUEST = 5
 """Records a worker holds (taken, not finished) per request it may make at once."""
 
@@ -136,17 +128,11 @@ class Dispatcher(Service):
         """Each endpoint's run of failures without a success (auto-disable)."""
         self._topics = sender_topics(settings)
         self._taken = asyncio.Semaphore(PENDING_PER_REQUEST * settings.sender_concurrency)
-        self._requests = asyncio.Semaphore(settings.sender_concurrency)
-        self._in_flight = settings.endpoint_max_in_flight
-        self._endpoint_cap = settings.endpoint_max_in_flight + settings.endpoint_max_queued
-        self._per_endpoint: Counter[str] = Counter()
-        self._latency_ms: dict[str, float] = {}
-        """Each endpoint's attempt latency, a moving average (fast endpoints wait, not defer)."""
-        self._slot_free: dict[str, asyncio.Event] = {}
-        """Set when one of the endpoint's deliveries finishes (a waiting one may go)."""
-        """Deliveries of each endpoint taken and not finished."""
-        self._turns: dict[str, asyncio.Semaphore] = {}
-        """Each endpoint's own limit on requests in flight."""
+        self._bulkheads = Bulkheads(
+            concurrency=settings.sender_concurrency,
+            in_flight=settings.endpoint_max_in_flight,
+            queued=settings.endpoint_max_queued,
+        )
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._window_ms = int(settings.duplicate_window * 1000)
         self._fanouts: RecentFanouts[TopicPartition] = RecentFanouts(self._window_ms)
@@ -298,8 +284,9 @@ class Dispatcher(Service):
             self._skip(tp, offset)
             return True
         endpoint_id = delivery.endpoint_id
-        if self._per_endpoint[endpoint_id] >= self._endpoint_cap:
-            await self._turn_of_fast(endpoint_id)
+        bulkheads = self._bulkheads
+        if bulkheads.full(endpoint_id):
+            await bulkheads.wait_if_fast(endpoint_id)
         name = self._queue_of(delivery, endpoint)
         admission = admit(
             delivery,
@@ -307,8 +294,8 @@ class Dispatcher(Service):
             now_ms=int(time.time() * 1000),
             ordered=name is not None,
             breaker_wait=self._breakers.wait(endpoint_id),
-            taken=self._per_endpoint[endpoint_id],
-            share=self._endpoint_cap,
+            taken=bulkheads.held(endpoint_id),
+            share=bulkheads.share,
         )
         match admission.kind:
             case "wait":
@@ -339,23 +326,6 @@ class Dispatcher(Service):
             )
         return await self._start(tp, offset, endpoint_id, None, attempt=(delivery, endpoint))
 
-    async def _turn_of_fast(self, endpoint_id: str) -> None:
-        """An endpoint at its share that answers fast: wait (briefly) for one of its deliveries
-        to finish, so a fast endpoint's backlog is sent, not cycled through a retry tier."""
-        deadline = time.monotonic() + FAST_WAIT
-        while (
-            self._per_endpoint[endpoint_id] >= self._endpoint_cap
-            and self._latency_ms.get(endpoint_id, FAST_ENDPOINT_MS) < FAST_ENDPOINT_MS
-            and (left := deadline - time.monotonic()) > 0
-        ):
-            freed = self._slot_free.get(endpoint_id)
-            if freed is None:
-                freed = self._slot_free[endpoint_id] = asyncio.Event()
-            try:
-                await asyncio.wait_for(freed.wait(), left)
-            except TimeoutError:
-                return
-
     async def _start(
         self,
         tp: TopicPartition,
@@ -376,7 +346,7 @@ class Dispatcher(Service):
         self._tracker.start(tp, offset)
         if attempt is not None:
             delivery, endpoint = attempt
-            self._per_endpoint[delivery.endpoint_id] += 1
+            self._bulkheads.hold(delivery.endpoint_id)
             job = self._finish(tp, offset, endpoint_id, self._attempt(delivery, endpoint))
         elif ordered is not None:
             record, delivery, endpoint, name = ordered
@@ -409,13 +379,13 @@ class Dispatcher(Service):
             return self._finish(tp, record.offset() or 0, None, self._outputs_of([moved]))
         # It joins its queue now, in take order (jobs may start later), deferred or not.
         joined = self._book.enqueue(name, delivery.delivery_id)
-        if self._per_endpoint[endpoint_id] >= self._endpoint_cap:
+        if self._bulkheads.full(endpoint_id):
             DEFERRED.inc()
             deferred = self._handler.defer(delivery)
             return self._finish(
                 tp, record.offset() or 0, None, self._written(name, joined, deferred)
             )
-        self._per_endpoint[endpoint_id] += 1
+        self._bulkheads.hold(endpoint_id)
         return self._finish(
             tp, record.offset() or 0, endpoint_id, self._ordered(delivery, endpoint, name, joined)
         )
@@ -565,17 +535,14 @@ class Dispatcher(Service):
 
     async def _attempt(self, delivery: Delivery, endpoint: Endpoint | None) -> list[Output]:
         endpoint_id = delivery.endpoint_id
-        turn = self._turns.get(endpoint_id)
-        if turn is None:
-            turn = self._turns[endpoint_id] = asyncio.Semaphore(self._in_flight)
         try:
-            async with turn:
+            async with self._bulkheads.turn(endpoint_id):
                 if self._breakers.state(endpoint_id) == "open":  # opened while this one queued
                     BREAKER_SKIPS.inc()
                     return self._behind_breaker(delivery)
                 if endpoint is not None and endpoint.rate_limit:
                     await self._limiter.wait(endpoint_id, endpoint.rate_limit)
-                async with self._requests:
+                async with self._bulkheads.requests:
                     outputs, result = await self._handler.attempt(delivery, endpoint)
         except Exception as exc:  # our bug, not the endpoint's: no breaker, no auto-disable
             log.exception("delivery handling failed", delivery_id=delivery.delivery_id)
@@ -585,8 +552,7 @@ class Dispatcher(Service):
         else:
             self._track_failures(endpoint_id, result.ok)
             self._breakers.record(endpoint_id, result.ok)
-            average = self._latency_ms.get(endpoint_id, result.latency_ms)
-            self._latency_ms[endpoint_id] = 0.8 * average + 0.2 * result.latency_ms
+            self._bulkheads.observe(endpoint_id, result.latency_ms)
         return outputs
 
     def _track_failures(self, endpoint_id: str, ok: bool) -> None:
@@ -643,13 +609,7 @@ class Dispatcher(Service):
         finally:
             self._taken.release()
             if endpoint_id is not None:
-                if (freed := self._slot_free.pop(endpoint_id, None)) is not None:
-                    freed.set()
-                self._per_endpoint[endpoint_id] -= 1
-                if self._per_endpoint[endpoint_id] <= 0:
-                    del self._per_endpoint[endpoint_id]
-                    self._turns.pop(endpoint_id, None)  # none when it was only ever parked
-                    self._latency_ms.pop(endpoint_id, None)
+                self._bulkheads.release(endpoint_id)
 
     async def _produce(self, outputs: list[Output]) -> bool:
         return await self._results.produce(outputs)

@@ -1,0 +1,88 @@
+"""The sender's bulkheads: how much of a worker one endpoint may hold.
+
+A worker makes at most ``sender_concurrency`` requests at once (:attr:`Bulkheads.requests`);
+one endpoint has at most ``endpoint_max_in_flight`` of them (:meth:`Bulkheads.turn`), and at
+most ``endpoint_max_queued`` more of its deliveries wait in memory for their turn: its
+*share* of held deliveries (taken, not finished). Past its share an endpoint's deliveries are
+deferred to the first retry tier, unless it is *fast* (its attempts average under
+:data:`FAST_ENDPOINT_MS`): then the sender waits up to :data:`FAST_WAIT` for one of them to
+finish (:meth:`Bulkheads.wait_if_fast`), so a fast endpoint's backlog is sent, not cycled
+through a retry tier. So a hanging endpoint holds a few of the worker's requests and a bounded
+queue of its own, and never the other endpoints' turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+FAST_ENDPOINT_MS = 50.0
+"""An endpoint whose attempts take less than this (moving average) is *fast*: at its share it
+gets a turn within milliseconds, so the sender waits for one (at most :data:`FAST_WAIT`)
+instead of deferring its deliveries to a retry tier. A slower one is deferred at once."""
+FAST_WAIT = 0.05
+
+
+class Bulkheads:
+    def __init__(self, *, concurrency: int, in_flight: int, queued: int) -> None:
+        self.requests = asyncio.Semaphore(concurrency)
+        """The worker's own limit on requests in flight."""
+        self.share = in_flight + queued
+        """Deliveries of one endpoint a worker holds at most (in flight and waiting)."""
+        self._in_flight = in_flight
+        self._held: Counter[str] = Counter()
+        self._turns: dict[str, asyncio.Semaphore] = {}
+        self._latency_ms: dict[str, float] = {}
+        self._freed: dict[str, asyncio.Event] = {}
+
+    def held(self, endpoint_id: str) -> int:
+        return self._held[endpoint_id]
+
+    def full(self, endpoint_id: str) -> bool:
+        return self._held[endpoint_id] >= self.share
+
+    def hold(self, endpoint_id: str) -> None:
+        self._held[endpoint_id] += 1
+
+    def release(self, endpoint_id: str) -> None:
+        """One of the endpoint's held deliveries finished: one waiting for a turn may go."""
+        if (freed := self._freed.pop(endpoint_id, None)) is not None:
+            freed.set()
+        self._held[endpoint_id] -= 1
+        if self._held[endpoint_id] <= 0:
+            del self._held[endpoint_id]
+            self._turns.pop(endpoint_id, None)  # none when it was only ever parked
+            self._latency_ms.pop(endpoint_id, None)
+
+    def turn(self, endpoint_id: str) -> asyncio.Semaphore:
+        """The endpoint's own limit on requests in flight."""
+        turn = self._turns.get(endpoint_id)
+        if turn is None:
+            turn = self._turns[endpoint_id] = asyncio.Semaphore(self._in_flight)
+        return turn
+
+    def observe(self, endpoint_id: str, latency_ms: float) -> None:
+        """An attempt's latency, into the endpoint's moving average."""
+        average = self._latency_ms.get(endpoint_id, latency_ms)
+        self._latency_ms[endpoint_id] = 0.8 * average + 0.2 * latency_ms
+
+    def fast(self, endpoint_id: str) -> bool:
+        return self._latency_ms.get(endpoint_id, FAST_ENDPOINT_MS) < FAST_ENDPOINT_MS
+
+    async def wait_if_fast(self, endpoint_id: str) -> None:
+        """An endpoint at its share that answers fast: wait (briefly) for one of its
+        deliveries to finish. Returns at once for a slow one, or after :data:`FAST_WAIT`."""
+        deadline = time.monotonic() + FAST_WAIT
+        while (
+            self.full(endpoint_id)
+            and self.fast(endpoint_id)
+            and (left := deadline - time.monotonic()) > 0
+        ):
+            freed = self._freed.get(endpoint_id)
+            if freed is None:
+                freed = self._freed[endpoint_id] = asyncio.Event()
+            try:
+                await asyncio.wait_for(freed.wait(), left)
+            except TimeoutError:
+                return

@@ -1,0 +1,97 @@
+"""The sender's bulkheads (pipeline/delivery/bulkheads.py), without a broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from pipeline.delivery import bulkheads as bulkheads_module
+from pipeline.delivery.bulkheads import FAST_WAIT, Bulkheads
+
+
+def bulkheads() -> Bulkheads:
+    return Bulkheads(concurrency=4, in_flight=2, queued=1)
+
+
+def test_an_endpoint_is_full_at_its_share_and_not_before() -> None:
+    b = bulkheads()
+    assert b.share == 3
+    for _ in range(3):
+        assert not b.full("ep_a")
+        b.hold("ep_a")
+    assert b.full("ep_a") and b.held("ep_a") == 3
+    assert not b.full("ep_b")  # one endpoint's share is its own
+    b.release("ep_a")
+    assert not b.full("ep_a") and b.held("ep_a") == 2
+
+
+def test_an_endpoint_with_nothing_held_is_forgotten() -> None:
+    b = bulkheads()
+    b.hold("ep_a")
+    turn = b.turn("ep_a")
+    b.observe("ep_a", 5.0)
+    assert b.turn("ep_a") is turn
+    b.release("ep_a")
+    assert b.held("ep_a") == 0
+    assert b.turn("ep_a") is not turn  # a new one: no state left behind
+    assert not b.fast("ep_a")  # its latency forgotten: unknown is not fast
+
+
+def test_the_moving_average_tells_a_slow_endpoint() -> None:
+    b = bulkheads()
+    b.hold("ep_a")
+    assert not b.fast("ep_a")  # not measured yet: deferred at its share, not waited for
+    b.observe("ep_a", 10.0)
+    assert b.fast("ep_a")
+    for _ in range(20):
+        b.observe("ep_a", 400.0)
+    assert not b.fast("ep_a")
+
+
+def test_a_fast_full_endpoint_waits_until_one_of_its_deliveries_finishes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bulkheads_module, "FAST_WAIT", 5.0)  # woken long before it
+
+    async def scenario() -> float:
+        b = bulkheads()
+        for _ in range(3):
+            b.hold("ep_a")
+        b.observe("ep_a", 2.0)
+        asyncio.get_running_loop().call_later(0.01, b.release, "ep_a")
+        started = time.monotonic()
+        await b.wait_if_fast("ep_a")
+        assert not b.full("ep_a")
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 2.5
+
+
+def test_a_fast_full_endpoint_waits_no_longer_than_fast_wait() -> None:
+    async def scenario() -> float:
+        b = bulkheads()
+        for _ in range(3):
+            b.hold("ep_a")
+        b.observe("ep_a", 2.0)
+        started = time.monotonic()
+        await b.wait_if_fast("ep_a")
+        assert b.full("ep_a")  # nothing finished: the caller defers it
+        return time.monotonic() - started
+
+    assert FAST_WAIT * 0.9 <= asyncio.run(scenario()) < FAST_WAIT * 5
+
+
+def test_a_slow_full_endpoint_does_not_wait() -> None:
+    async def scenario() -> float:
+        b = bulkheads()
+        for _ in range(3):
+            b.hold("ep_a")
+        for _ in range(20):
+            b.observe("ep_a", 500.0)
+        started = time.monotonic()
+        await b.wait_if_fast("ep_a")
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < FAST_WAIT / 2
