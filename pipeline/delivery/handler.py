@@ -208,6 +208,8 @@ class DeliveryHandler:
     def _outputs(
         self, delivery: Delivery, endpoint: Endpoint, result: AttemptResult, step: NextStep, at: int
     ) -> list[Output]:
+        if step.kind == "delivered":  # the common case: only its attempt log
+            return [self._log(delivery, result, "delivered", at=at)]
         summary = {
             "attempt": delivery.attempt,
             "at": at,
@@ -218,8 +220,6 @@ class DeliveryHandler:
             history=(*delivery.history, summary), first_attempt_at=delivery.first_attempt_at or at
         )
         match step.kind:
-            case "delivered":
-                return [self._log(delivery, result, "delivered", at=at)]
             case "retry":
                 due = at + int(step.delay * 1000)
                 retry = tried.replace(attempt=delivery.attempt + 1, not_before=due)
