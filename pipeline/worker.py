@@ -25,12 +25,12 @@ import structlog
 from faust.types import EventT, StreamT
 
 from pipeline.delivery.copies import FANOUT_HEADER
-from pipeline.delivery.dispatcher import Dispatcher
+from pipeline.delivery.dispatcher import AccountEndpoints, Dispatcher
 from pipeline.delivery.handler import INTERNAL_RETRIES, DeliveryHandler
 from pipeline.delivery.http import new_http_sender
 from pipeline.endpoints.store import EndpointCache
 from pipeline.events.codec import decode
-from pipeline.events.registry import default_registry
+from pipeline.events.registry import SchemaRegistry, default_registry
 from pipeline.exceptions import DecodeError, InvalidInput
 from pipeline.fanout import fan_out
 from pipeline.health import HealthCache
@@ -81,44 +81,68 @@ def create_app(settings: Settings, *, endpoints: EndpointCache) -> faust.App:
         value_serializer="raw",
     )
 
-    async def fanout_batch(events: Sequence[EventT[Any]]) -> list[Output]:
-        outputs: list[Output] = []
-        deliveries_topic = settings.topic(DELIVERIES)
-        for event in events:
-            message = event.message
-            for tries in range(INTERNAL_RETRIES + 1):
-                try:
-                    decoded = decode(message.value, registry)
-                    account = decoded.event["account_id"]
-                    deliveries = fan_out(decoded, endpoints.for_account(account))
-                    break
-                except DecodeError as exc:  # bad input: set aside with its reason
-                    outputs.append(_quarantine(settings, event, exc.reason, exc))
-                except InvalidInput as exc:
-                    outputs.append(_quarantine(settings, event, "invalid_event", exc))
-                except Exception as exc:  # a bug of ours: not the input's fault
-                    INTERNAL_ERRORS.labels("fanout").inc()
-                    log.exception("fan-out failed", offset=message.offset, tries=tries + 1)
-                    if tries < INTERNAL_RETRIES:
-                        await asyncio.sleep(INTERNAL_BACKOFF * 4**tries)
-                        continue
-                    outputs.append(_quarantine(settings, event, "internal_error", exc))
-                deliveries = []
-                break
-            outputs.extend(
-                Output(
-                    deliveries_topic,
-                    d.endpoint_id.encode(),
-                    d.to_bytes(),
-                    ((FANOUT_HEADER, d.delivery_id.encode()),),  # its copies are not sent again
-                )
-                for d in deliveries
-            )
-        return outputs
-
+    fanout_batch = FanoutBatch(settings, registry, endpoints)
     if settings.worker_role != "sender":
         _agent(app, domain, "fanout", endpoints, fanout_batch, produce, settings.http_timeout + 10)
     return app
+
+
+class FanoutBatch:
+    """The fan-out agent's body: a batch of domain events → the records to produce (the
+    deliveries, and the quarantine records of what cannot be fanned out).
+
+    Bad input (undecodable, invalid) is quarantined at once with its reason. A bug of ours is
+    not the input's fault: it is counted and tried again :data:`INTERNAL_RETRIES` times with a
+    growing backoff, then quarantined as ``internal_error`` (``velourcity quarantine redrive``
+    sends it again once fixed), so one event never stops the partition for good."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: SchemaRegistry,
+        endpoints: AccountEndpoints,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._endpoints = endpoints
+        self._sleep = sleep
+        self._deliveries_topic = settings.topic(DELIVERIES)
+
+    async def __call__(self, events: Sequence[EventT[Any]]) -> list[Output]:
+        outputs: list[Output] = []
+        for event in events:
+            outputs.extend(await self._one(event))
+        return outputs
+
+    async def _one(self, event: EventT[Any]) -> list[Output]:
+        settings, message = self._settings, event.message
+        for tries in range(INTERNAL_RETRIES + 1):
+            try:
+                decoded = decode(message.value, self._registry)
+                account = decoded.event["account_id"]
+                deliveries = fan_out(decoded, self._endpoints.for_account(account))
+                break
+            except DecodeError as exc:  # bad input: set aside with its reason
+                return [_quarantine(settings, event, exc.reason, exc)]
+            except InvalidInput as exc:
+                return [_quarantine(settings, event, "invalid_event", exc)]
+            except Exception as exc:  # a bug of ours: not the input's fault
+                INTERNAL_ERRORS.labels("fanout").inc()
+                log.exception("fan-out failed", offset=message.offset, tries=tries + 1)
+                if tries == INTERNAL_RETRIES:
+                    return [_quarantine(settings, event, "internal_error", exc)]
+                await self._sleep(INTERNAL_BACKOFF * 4**tries)
+        return [
+            Output(
+                self._deliveries_topic,
+                d.endpoint_id.encode(),
+                d.to_bytes(),
+                ((FANOUT_HEADER, d.delivery_id.encode()),),  # its copies are not sent again
+            )
+            for d in deliveries
+        ]
 
 
 Produce = Callable[[list[Output]], Awaitable[None]]
