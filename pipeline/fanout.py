@@ -7,14 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import orjson
+
 from pipeline.delivery.record import Delivery, delivery_id_for
 from pipeline.endpoints.model import Endpoint
 from pipeline.events.body import render_body
 from pipeline.events.codec import DecodedEvent
+from pipeline.observability import FILTERED_OUT
 
 
 def fan_out(decoded: DecodedEvent, endpoints: Iterable[Endpoint]) -> list[Delivery]:
-    """Deliveries for every endpoint that wants this event; the body is rendered once."""
+    """Deliveries for every endpoint that wants this event and whose content filter matches
+    its body (rendered once, and parsed once for the filters)."""
     event = decoded.event
     targets = [
         e for e in endpoints if e.account_id == event["account_id"] and e.wants(decoded.event_type)
@@ -22,6 +26,15 @@ def fan_out(decoded: DecodedEvent, endpoints: Iterable[Endpoint]) -> list[Delive
     if not targets:
         return []
     body = render_body(event)
+    if any(e.filter is not None for e in targets):
+        parsed = orjson.loads(body)
+        kept = []
+        for endpoint in targets:
+            if endpoint.matches(parsed):
+                kept.append(endpoint)
+            else:
+                FILTERED_OUT.labels(endpoint.id).inc()
+        targets = kept
     order_id = (event.get("data") or {}).get("order_id")
     event_time = int(event["occurred_at"].timestamp() * 1000)
     return [

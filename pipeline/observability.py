@@ -51,6 +51,12 @@ BREAKER_SKIPS = Counter(
 BREAKERS_OPEN = Gauge(
     "velourcity_breakers_open", "Endpoints whose circuit breaker is open or half-open here."
 )
+FILTERED_OUT = Counter(
+    "velourcity_filtered_out",
+    "Events an endpoint subscribes to that its content filter kept from it (a series per"
+    " endpoint with a filter).",
+    ["endpoint_id"],
+)
 QUARANTINED = Counter(
     "velourcity_quarantined", "Input records set aside as undecodable or invalid.", ["reason"]
 )

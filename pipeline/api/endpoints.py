@@ -26,7 +26,12 @@ from pipeline.api.schemas import (
     SecretRotation,
 )
 from pipeline.endpoints import Endpoint, new_endpoint
-from pipeline.endpoints.model import check_description, check_event_types, check_url
+from pipeline.endpoints.model import (
+    check_description,
+    check_event_types,
+    check_filter,
+    check_url,
+)
 from pipeline.exceptions import InvalidInput
 
 router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"])
@@ -66,6 +71,7 @@ async def _save(api: Api, endpoint: Endpoint) -> Endpoint:
 async def create_endpoint(body: EndpointCreate, api: ApiDep, caller: CallerDep) -> EndpointCreated:
     types = _types(body.event_types)
     description = _checked("description", check_description, body.description)
+    content_filter = _checked("filter", check_filter, body.filter)
     settings, resolver = api.config.settings, api.config.resolver
     # The other fields passed their checks; what new_endpoint refuses now is the URL (the
     # check that may resolve DNS, so it runs in a thread).
@@ -81,6 +87,7 @@ async def create_endpoint(body: EndpointCreate, api: ApiDep, caller: CallerDep) 
         resolver=resolver,
         rate_limit=body.rate_limit,
         ordered=body.ordered,
+        filter=content_filter,
     )
     return EndpointCreated.of(await _save(api, endpoint))
 
@@ -106,7 +113,7 @@ async def get_endpoint(endpoint_id: str, api: ApiDep, caller: CallerDep) -> Endp
     return EndpointOut.of(_own(api, caller, endpoint_id))
 
 
-@router.patch("/{endpoint_id}", summary="Change an endpoint's URL, event types or description")
+@router.patch("/{endpoint_id}", summary="Change an endpoint's URL, event types, filter, ...")
 async def update_endpoint(
     endpoint_id: str, body: EndpointUpdate, api: ApiDep, caller: CallerDep
 ) -> EndpointOut:
@@ -128,6 +135,8 @@ async def update_endpoint(
         changes["rate_limit"] = body.rate_limit  # null lifts the limit
     if body.ordered is not None:
         changes["ordered"] = body.ordered
+    if "filter" in body.model_fields_set:
+        changes["filter"] = _checked("filter", check_filter, body.filter)  # null: none
     if not changes:
         return EndpointOut.of(endpoint)
     return EndpointOut.of(await _save(api, endpoint.replace(**changes)))

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.accounts import Account, ApiKey
 from pipeline.endpoints import Endpoint
+from pipeline.endpoints.filters import MAX_LENGTH as MAX_FILTER_LENGTH
 from pipeline.endpoints.model import (
     DEFAULT_GRACE_SECONDS,
     MAX_DESCRIPTION,
@@ -88,12 +89,25 @@ _ORDERED = Field(
 )
 
 
+_FILTER = Field(
+    default=None,
+    max_length=MAX_FILTER_LENGTH,
+    description=(
+        "A content filter over the webhook body: only events it matches are sent; null: all."
+        ' Paths (data.restaurant_id, data.items[0].sku), values ("text", 5, true, null,'
+        " lists), ==, !=, <, <=, >, >=, in, and, or, not, parentheses."
+    ),
+    examples=['data.restaurant_id in ["r_1", "r_2"] and data.total > 20'],
+)
+
+
 class EndpointCreate(Request):
     url: str = Field(max_length=2048, examples=["https://partner.example/webhooks"])
     event_types: EventTypes = _EVENT_TYPES
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
     rate_limit: float | None = _RATE_LIMIT
     ordered: bool = _ORDERED
+    filter: str | None = _FILTER
 
 
 class EndpointUpdate(Request):
@@ -104,6 +118,9 @@ class EndpointUpdate(Request):
     description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
     rate_limit: float | None = _RATE_LIMIT
     ordered: bool | None = Field(default=None, description="See create; null: unchanged.")
+    filter: str | None = Field(
+        default=None, max_length=MAX_FILTER_LENGTH, description="See create; null: no filter."
+    )
 
 
 class EndpointOut(BaseModel):
@@ -115,6 +132,7 @@ class EndpointOut(BaseModel):
     disabled_reason: str | None
     rate_limit: float | None
     ordered: bool
+    filter: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -129,6 +147,7 @@ class EndpointOut(BaseModel):
             "disabled_reason": endpoint.disabled_reason,
             "rate_limit": endpoint.rate_limit,
             "ordered": endpoint.ordered,
+            "filter": endpoint.filter,
             "created_at": _time(endpoint.created_at),
             "updated_at": _time(endpoint.updated_at),
         }

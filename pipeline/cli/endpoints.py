@@ -14,6 +14,7 @@ from pipeline.endpoints.model import (
     Endpoint,
     check_description,
     check_event_types,
+    check_filter,
     check_grace,
     check_rate_limit,
     check_secret,
@@ -37,6 +38,13 @@ OrderedOption = Annotated[
         help="Strict per-order ordering (an order's events wait for the earlier ones).",
     ),
 ]
+FilterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--filter",
+        help='Content filter, e.g. \'data.restaurant_id in ["r_1"]\' (update: "" removes it).',
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 RateOption = Annotated[
     float | None,
@@ -57,8 +65,10 @@ def _show(endpoint: Endpoint, as_json: bool) -> None:
         "enabled" if endpoint.enabled else f"disabled ({endpoint.disabled_reason or 'by owner'})"
     )
     ordered = "  ordered" if endpoint.ordered else ""
+    shown_filter = f"  filter={endpoint.filter}" if endpoint.filter else ""
     typer.echo(
         f"{endpoint.id}  {endpoint.account_id}  {endpoint.url}  events={types}  {state}{ordered}"
+        f"{shown_filter}"
     )
 
 
@@ -78,6 +88,7 @@ def create(
     description: Annotated[str, typer.Option(help="Free text.")] = "",
     rate_limit: RateOption = None,
     ordered: OrderedOption = None,
+    content_filter: FilterOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Register an endpoint; prints it with its id and signing secret."""
@@ -91,6 +102,7 @@ def create(
         description=description,
         rate_limit=rate_limit,
         ordered=bool(ordered),
+        filter=content_filter,
     )
     _show(EndpointWriter(settings).put(endpoint), as_json)
     if not as_json:
@@ -117,9 +129,11 @@ def update(
     description: Annotated[str | None, typer.Option(help="New description.")] = None,
     rate_limit: RateOption = None,
     ordered: OrderedOption = None,
+    content_filter: FilterOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change an endpoint's URL, event types, secret, description, rate limit or ordering."""
+    """Change an endpoint's URL, event types, secret, description, rate limit, ordering or
+    content filter."""
     settings = load_settings()
     endpoint = _existing(endpoint_id)
     changes: dict[str, object] = {}
@@ -135,6 +149,8 @@ def update(
         changes["rate_limit"] = check_rate_limit(rate_limit or None)
     if ordered is not None:
         changes["ordered"] = ordered
+    if content_filter is not None:
+        changes["filter"] = check_filter(content_filter)  # "" removes it
     _show(EndpointWriter(settings).put(endpoint.replace(**changes)), as_json)
 
 

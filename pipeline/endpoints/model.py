@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 
 from pipeline.delivery.ssrf import SyncResolver, validate_endpoint_url
+from pipeline.endpoints.filters import FilterError, compiled
+from pipeline.endpoints.filters import check_filter as _check_filter
 from pipeline.events.ids import ulid
 from pipeline.events.types import check_subscribable
 from pipeline.exceptions import InvalidEndpoint
@@ -51,6 +53,9 @@ class Endpoint:
     """Strict per-order ordering: a later event of an order is not attempted before an earlier
     one was delivered or dead-lettered (see :mod:`pipeline.delivery.ordering`). Off: best
     effort, no event ever waits for another."""
+    filter: str | None = None
+    """A content filter over the webhook body (:mod:`pipeline.endpoints.filters`), e.g.
+    ``data.restaurant_id in ["r_1"]``: only the events it matches are sent. None: all."""
     listen: bool = False
     """A ``velourcity listen`` session's endpoint: workers never POST to it; the session reads
     its deliveries from Kafka and forwards them to ``url``, a URL on the developer's machine."""
@@ -60,6 +65,10 @@ class Endpoint:
 
     def wants(self, event_type: str) -> bool:
         return self.enabled and (self.event_types is None or event_type in self.event_types)
+
+    def matches(self, body: Any) -> bool:
+        """Whether its content filter lets this webhook body (parsed JSON) through."""
+        return self.filter is None or compiled(self.filter)(body)
 
     def signing_secrets(self, now_ms: int) -> tuple[str, ...]:
         """The secrets that sign a webhook sent at ``now_ms``: the current one, then the
@@ -176,6 +185,13 @@ def check_rate_limit(rate: float | None) -> float | None:
     return rate
 
 
+def check_filter(source: str | None) -> str | None:
+    try:
+        return _check_filter(source)
+    except FilterError as exc:
+        raise InvalidEndpoint(str(exc)) from exc
+
+
 def check_description(description: str) -> str:
     if len(description) > MAX_DESCRIPTION:
         raise InvalidEndpoint(f"a description holds at most {MAX_DESCRIPTION} characters")
@@ -194,6 +210,7 @@ def new_endpoint(
     listen: bool = False,
     rate_limit: float | None = None,
     ordered: bool = False,
+    filter: str | None = None,
 ) -> Endpoint:
     """A validated new endpoint; raises :class:`InvalidEndpoint` naming the bad field.
 
@@ -207,6 +224,7 @@ def new_endpoint(
         listen=listen,
         rate_limit=check_rate_limit(rate_limit),
         ordered=ordered,
+        filter=check_filter(filter),
         event_types=check_event_types(event_types),
         secret=check_secret(secret) if secret is not None else new_secret(),
         description=check_description(description),

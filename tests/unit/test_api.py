@@ -153,6 +153,24 @@ def test_an_endpoint_is_changed_disabled_enabled_and_deleted(client: TestClient)
     assert_error(client.get(path, headers=key), 404, "not_found")
 
 
+def test_a_content_filter_is_set_shown_changed_and_removed(client: TestClient) -> None:
+    _, key = new_account(client)
+    content = 'data.restaurant_id in ["r_1", "r_2"]'
+    created = new_endpoint(client, key, filter=f"  {content} ")
+    assert created["filter"] == content  # stored stripped
+    path = f"/v1/endpoints/{created['id']}"
+    assert client.get(path, headers=key).json()["filter"] == content
+    bad = client.patch(path, json={"filter": "data.total >> 5"}, headers=key)
+    assert_error(bad, 422, "invalid_field", "filter")
+    assert "column 13" in bad.json()["error"]["message"]  # points at the offending part
+    patched = client.patch(path, json={"filter": "data.total > 20"}, headers=key)
+    assert patched.status_code == 200 and patched.json()["filter"] == "data.total > 20"
+    patched = client.patch(path, json={"description": "kept"}, headers=key)
+    assert patched.json()["filter"] == "data.total > 20"  # untouched when not given
+    removed = client.patch(path, json={"filter": None}, headers=key)
+    assert removed.status_code == 200 and removed.json()["filter"] is None
+
+
 def test_writes_are_visible_to_the_next_read() -> None:
     """The fake shows writes only after 0.2 s, like a cache following its topic."""
     with make_client(visible_after=0.2) as client:
@@ -226,6 +244,8 @@ def test_endpoint_routes_need_an_api_key(client: TestClient, headers: dict[str, 
         ({"url": URL, "event_types": [1]}, 422, "invalid_field", "event_types.0"),
         ({"url": 5}, 422, "invalid_field", "url"),
         ({"url": URL, "description": "x" * 501}, 422, "invalid_field", "description"),
+        ({"url": URL, "filter": "data.amount >"}, 422, "invalid_field", "filter"),
+        ({"url": URL, "filter": "x" * 1001}, 422, "invalid_field", "filter"),
         ({"url": URL, "secret": "whsec_x"}, 422, "unknown_field", "secret"),
         ({}, 422, "missing_field", "url"),
         ([URL], 422, "invalid_body", None),

@@ -239,3 +239,35 @@ def test_quarantine_topic_carries_the_prefix() -> None:
         settings, value=b"x", key=None, topic="t", partition=0, offset=1, reason="r", error="e"
     )
     assert output.topic == "t123-" + QUARANTINE
+
+
+# Content filters ------------------------------------------------------------------------------
+
+
+def test_a_content_filter_keeps_out_the_events_it_does_not_match() -> None:
+    from pipeline.observability import FILTERED_OUT
+
+    decoded = decoded_event("order.created")
+    restaurant = decoded.event["data"]["restaurant_id"]
+    matching = endpoint("ep_match", filter=f'data.restaurant_id == "{restaurant}"')
+    other = endpoint("ep_other", filter='data.restaurant_id == "rst_none"')
+    plain = endpoint("ep_plain")
+    before = FILTERED_OUT.labels("ep_other")._value.get()
+    assert targets(fan_out(decoded, [matching, other, plain])) == ["ep_match", "ep_plain"]
+    assert FILTERED_OUT.labels("ep_other")._value.get() == before + 1
+    assert FILTERED_OUT.labels("ep_match")._value.get() == 0
+
+
+def test_a_filter_sees_the_body_the_partner_receives() -> None:
+    decoded = decoded_event("order.created")
+    body = orjson.loads(fan_out(decoded, [endpoint("ep_1")])[0].body)
+    at = body["created_at"]  # a string in the body (a datetime in the decoded event)
+    keep = endpoint("ep_keep", filter=f'created_at == "{at}" and account_id == "acct_1"')
+    assert targets(fan_out(decoded, [keep])) == ["ep_keep"]
+
+
+def test_an_endpoint_written_before_filters_existed_has_none() -> None:
+    raw = orjson.loads(endpoint("ep_old").to_json())
+    del raw["filter"]
+    old = Endpoint.from_json(orjson.dumps(raw))
+    assert old.filter is None and old.matches({"anything": 1})
