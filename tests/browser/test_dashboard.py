@@ -270,6 +270,29 @@ def test_endpoint_tools_on_in_memory_backends(chromium: Path) -> None:
             expect(page.get_by_test_id("detail-types")).to_have_text("order.delivered")
             expect(page.get_by_test_id("endpoint-item")).to_contain_text("front desk")
 
+            # Content filter: a bad one is explained beside the form, naming its column; a good
+            # one is saved and shown; emptied, it is removed.
+            page.get_by_test_id("edit-endpoint").click()
+            page.get_by_test_id("edit-filter").fill("data.total >> 5")
+            page.get_by_test_id("save-endpoint").click()
+            error = page.get_by_test_id("edit-endpoint-error")
+            expect(error).to_have_attribute("data-error-field", "filter")
+            expect(error).to_contain_text("column 13")
+            page.get_by_test_id("edit-filter").fill('data.restaurant_id in ["rst_111"]')
+            page.get_by_test_id("save-endpoint").click()
+            expect(page.get_by_test_id("edit-endpoint-form")).to_be_hidden()
+            expect(page.get_by_test_id("detail-filter")).to_have_text(
+                'filter: data.restaurant_id in ["rst_111"]'
+            )
+            stored = backends.endpoints.for_account(created["id"])[0]
+            assert stored.filter == 'data.restaurant_id in ["rst_111"]'
+            page.get_by_test_id("edit-endpoint").click()
+            expect(page.get_by_test_id("edit-filter")).to_have_value(stored.filter)
+            page.get_by_test_id("edit-filter").fill("")
+            page.get_by_test_id("save-endpoint").click()
+            expect(page.get_by_test_id("detail-filter")).to_be_hidden()
+            assert backends.endpoints.for_account(created["id"])[0].filter is None
+
             # Disable, enable.
             page.get_by_test_id("toggle-enabled").click()
             expect(page.get_by_test_id("detail-state")).to_have_attribute("data-enabled", "false")

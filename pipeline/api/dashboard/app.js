@@ -307,6 +307,9 @@
     $("#detail-state").setAttribute("data-enabled", String(endpoint.enabled));
     $("#detail-types").textContent = typesText(endpoint.event_types);
     $("#detail-description").textContent = endpoint.description || "";
+    const filter = $("#detail-filter");
+    if (endpoint.filter) show(filter, `filter: ${endpoint.filter}`);
+    else hide(filter);
     const toggle = $("#toggle-enabled");
     toggle.textContent = endpoint.enabled ? "Disable" : "Enable";
     toggle.setAttribute("data-action", endpoint.enabled ? "disable" : "enable");
@@ -342,6 +345,8 @@
     const body = { url: form.elements.url.value.trim(), event_types: checkedTypes(form) };
     const description = form.elements.description.value.trim();
     if (description) body.description = description;
+    const filter = form.elements.filter.value.trim();
+    if (filter) body.filter = filter;
     const button = byTestId("create-endpoint");
     button.disabled = true;
     try {
@@ -366,6 +371,7 @@
     clearFormError(form, byTestId("edit-endpoint-error"));
     form.elements.url.value = endpoint.url;
     form.elements.description.value = endpoint.description || "";
+    form.elements.filter.value = endpoint.filter || "";
     const types = new Set(endpoint.event_types || []);
     for (const box of form.querySelectorAll('input[name="event_types"]')) box.checked = types.has(box.value);
     form.hidden = false;
@@ -381,6 +387,7 @@
       url: form.elements.url.value.trim(),
       event_types: checkedTypes(form),
       description: form.elements.description.value.trim(),
+      filter: form.elements.filter.value.trim() || null,
     };
     try {
       replaceEndpoint(await api("PATCH", `/v1/endpoints/${enc(state.selected)}`, body));
