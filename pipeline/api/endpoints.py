@@ -18,6 +18,7 @@ from pipeline.api.errors import ApiError, not_found
 from pipeline.api.schemas import (
     EndpointCreate,
     EndpointCreated,
+    EndpointHeaders,
     EndpointOut,
     EndpointPage,
     EndpointSecret,
@@ -30,6 +31,7 @@ from pipeline.endpoints.model import (
     check_description,
     check_event_types,
     check_filter,
+    check_headers,
     check_url,
 )
 from pipeline.exceptions import InvalidInput
@@ -72,6 +74,7 @@ async def create_endpoint(body: EndpointCreate, api: ApiDep, caller: CallerDep) 
     types = _types(body.event_types)
     description = _checked("description", check_description, body.description)
     content_filter = _checked("filter", check_filter, body.filter)
+    headers = _checked("headers", check_headers, body.headers)
     settings, resolver = api.config.settings, api.config.resolver
     # The other fields passed their checks; what new_endpoint refuses now is the URL (the
     # check that may resolve DNS, so it runs in a thread).
@@ -88,6 +91,7 @@ async def create_endpoint(body: EndpointCreate, api: ApiDep, caller: CallerDep) 
         rate_limit=body.rate_limit,
         ordered=body.ordered,
         filter=content_filter,
+        headers=dict(headers),
     )
     return EndpointCreated.of(await _save(api, endpoint))
 
@@ -135,6 +139,8 @@ async def update_endpoint(
         changes["rate_limit"] = body.rate_limit  # null lifts the limit
     if body.ordered is not None:
         changes["ordered"] = body.ordered
+    if "headers" in body.model_fields_set:
+        changes["headers"] = _checked("headers", check_headers, body.headers)  # null: none
     if "filter" in body.model_fields_set:
         changes["filter"] = _checked("filter", check_filter, body.filter)  # null: none
     if not changes:
@@ -161,6 +167,12 @@ async def disable_endpoint(endpoint_id: str, api: ApiDep, caller: CallerDep) -> 
 async def enable_endpoint(endpoint_id: str, api: ApiDep, caller: CallerDep) -> EndpointOut:
     endpoint = _own(api, caller, endpoint_id)
     return EndpointOut.of(await _save(api, endpoint.replace(enabled=True, disabled_reason=None)))
+
+
+@router.get("/{endpoint_id}/headers", summary="The endpoint's custom headers, unmasked")
+async def endpoint_headers(endpoint_id: str, api: ApiDep, caller: CallerDep) -> EndpointHeaders:
+    endpoint = _own(api, caller, endpoint_id)
+    return EndpointHeaders(id=endpoint.id, headers=dict(endpoint.headers))
 
 
 @router.get("/{endpoint_id}/secret", summary="The endpoint's signing secret")

@@ -101,6 +101,17 @@ _FILTER = Field(
 )
 
 
+_HEADERS = Field(
+    default=None,
+    description=(
+        "Custom headers sent with every webhook (e.g. a token for your gateway), stored like"
+        " the secret and shown masked; not Host, Content-Type, Content-Length, User-Agent,"
+        " hop-by-hop headers, webhook-* or X-Velourcity-*."
+    ),
+    examples=[{"X-Partner-Token": "tok_live_8f3a..."}],
+)
+
+
 class EndpointCreate(Request):
     url: str = Field(max_length=2048, examples=["https://partner.example/webhooks"])
     event_types: EventTypes = _EVENT_TYPES
@@ -108,6 +119,7 @@ class EndpointCreate(Request):
     rate_limit: float | None = _RATE_LIMIT
     ordered: bool = _ORDERED
     filter: str | None = _FILTER
+    headers: dict[str, str] | None = _HEADERS
 
 
 class EndpointUpdate(Request):
@@ -121,6 +133,9 @@ class EndpointUpdate(Request):
     filter: str | None = Field(
         default=None, max_length=MAX_FILTER_LENGTH, description="See create; null: no filter."
     )
+    headers: dict[str, str] | None = Field(
+        default=None, description="See create: replaces them all; null or {}: none."
+    )
 
 
 class EndpointOut(BaseModel):
@@ -133,6 +148,9 @@ class EndpointOut(BaseModel):
     rate_limit: float | None
     ordered: bool
     filter: str | None
+    headers: dict[str, str] = Field(
+        description="Custom headers, values masked (GET .../headers shows them)."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -148,6 +166,7 @@ class EndpointOut(BaseModel):
             "rate_limit": endpoint.rate_limit,
             "ordered": endpoint.ordered,
             "filter": endpoint.filter,
+            "headers": endpoint.masked_headers(),
             "created_at": _time(endpoint.created_at),
             "updated_at": _time(endpoint.updated_at),
         }
@@ -163,6 +182,11 @@ class EndpointCreated(EndpointOut):
     @classmethod
     def of(cls, endpoint: Endpoint) -> EndpointCreated:
         return cls.model_validate(cls.fields_of(endpoint) | {"secret": endpoint.secret})
+
+
+class EndpointHeaders(BaseModel):
+    id: str
+    headers: dict[str, str] = Field(description="The custom headers, values unmasked.")
 
 
 class EndpointSecret(BaseModel):

@@ -16,6 +16,7 @@ from pipeline.endpoints.model import (
     check_event_types,
     check_filter,
     check_grace,
+    check_headers,
     check_rate_limit,
     check_secret,
     check_url,
@@ -45,7 +46,29 @@ FilterOption = Annotated[
         help='Content filter, e.g. \'data.restaurant_id in ["r_1"]\' (update: "" removes it).',
     ),
 ]
+HeaderOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--header",
+        help="A custom header sent with every webhook, 'Name: value' (repeat it; update:"
+        " replaces them all).",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _headers(given: list[str] | None) -> tuple[tuple[str, str], ...] | None:
+    if given is None:
+        return None
+    pairs = []
+    for header in given:
+        name, colon, value = header.partition(":")
+        if not colon:
+            raise InvalidEndpoint(f"--header takes 'Name: value', not {name[:100]!r}")
+        pairs.append((name.strip(), value.strip()))
+    return check_headers(pairs)
+
+
 RateOption = Annotated[
     float | None,
     typer.Option("--rate-limit", help="Attempts per second at most (update: 0 lifts it)."),
@@ -66,6 +89,8 @@ def _show(endpoint: Endpoint, as_json: bool) -> None:
     )
     ordered = "  ordered" if endpoint.ordered else ""
     shown_filter = f"  filter={endpoint.filter}" if endpoint.filter else ""
+    if endpoint.headers:
+        shown_filter += "  headers=" + ",".join(endpoint.masked_headers())
     typer.echo(
         f"{endpoint.id}  {endpoint.account_id}  {endpoint.url}  events={types}  {state}{ordered}"
         f"{shown_filter}"
@@ -89,6 +114,7 @@ def create(
     rate_limit: RateOption = None,
     ordered: OrderedOption = None,
     content_filter: FilterOption = None,
+    header: HeaderOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Register an endpoint; prints it with its id and signing secret."""
@@ -103,6 +129,7 @@ def create(
         rate_limit=rate_limit,
         ordered=bool(ordered),
         filter=content_filter,
+        headers=dict(_headers(header) or ()),
     )
     _show(EndpointWriter(settings).put(endpoint), as_json)
     if not as_json:
@@ -130,10 +157,14 @@ def update(
     rate_limit: RateOption = None,
     ordered: OrderedOption = None,
     content_filter: FilterOption = None,
+    header: HeaderOption = None,
+    clear_headers: Annotated[
+        bool, typer.Option("--clear-headers", help="Remove every custom header.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Change an endpoint's URL, event types, secret, description, rate limit, ordering or
-    content filter."""
+    """Change an endpoint's URL, event types, secret, description, rate limit, ordering,
+    content filter or custom headers."""
     settings = load_settings()
     endpoint = _existing(endpoint_id)
     changes: dict[str, object] = {}
@@ -151,6 +182,10 @@ def update(
         changes["ordered"] = ordered
     if content_filter is not None:
         changes["filter"] = check_filter(content_filter)  # "" removes it
+    if clear_headers:
+        changes["headers"] = ()
+    elif header is not None:
+        changes["headers"] = _headers(header)
     _show(EndpointWriter(settings).put(endpoint.replace(**changes)), as_json)
 
 

@@ -7,6 +7,7 @@ for the broker's acks before the source offset may be committed.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -19,7 +20,7 @@ from pipeline.delivery.http import Poster
 from pipeline.delivery.policy import AttemptResult, NextStep, next_step
 from pipeline.delivery.record import Attempt, Delivery, Outcome, delivery_id_for
 from pipeline.delivery.signing import webhook_headers
-from pipeline.endpoints.model import Endpoint
+from pipeline.endpoints.model import Endpoint, mask
 from pipeline.events.body import iso_utc, render_body
 from pipeline.events.ids import new_event_id
 from pipeline.kafka.producer import Output
@@ -97,7 +98,11 @@ class DeliveryHandler:
         body = delivery.body
         secrets = endpoint.signing_secrets(now_ms)  # newest first
         headers = webhook_headers(delivery, body, secrets, timestamp=now_ms // 1000)
+        if endpoint.headers:  # the endpoint's own (none of ours: refused at registration)
+            headers = dict(endpoint.headers) | headers
         result = await self._sender.post(endpoint.url, body, headers)
+        if endpoint.headers and result.excerpt:  # a receiver that echoes the request
+            result = _blank_header_values(result, endpoint.headers)
         step = next_step(
             result, attempt=delivery.attempt, schedule=self._settings.retry_schedule, rng=self._rng
         )
@@ -316,6 +321,17 @@ def _observe(attempt: Attempt, delivery: Delivery) -> None:
         outcome=attempt.outcome,
         next_attempt_at=attempt.next_attempt_at,
     )
+
+
+def _blank_header_values(
+    result: AttemptResult, headers: tuple[tuple[str, str], ...]
+) -> AttemptResult:
+    """The response excerpt (kept in the attempt log) without the custom headers' values."""
+    excerpt = result.excerpt
+    for _name, value in headers:
+        if len(value) >= 4:
+            excerpt = excerpt.replace(value, mask(value))
+    return dataclasses.replace(result, excerpt=excerpt) if excerpt != result.excerpt else result
 
 
 def _key(delivery: Delivery) -> bytes:

@@ -8,7 +8,7 @@ import dataclasses
 import re
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,21 @@ MAX_GRACE_SECONDS = 7 * 86_400
 MAX_PREVIOUS_SECRETS = 5
 """Each one adds a signature to every webhook; a partner mid-rollout needs one or two."""
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9_]{1,64}")
+MAX_HEADERS = 20
+MAX_HEADER_VALUE = 4096
+RESERVED_HEADERS = frozenset(
+    {
+        "host", "content-type", "content-length", "user-agent", "transfer-encoding",
+        "connection", "keep-alive", "te", "trailer", "upgrade", "expect",
+        "proxy-authorization", "proxy-connection",
+    }
+)  # fmt: skip
+"""Headers an endpoint may not set: the request's framing and ours (nor, by prefix,
+``webhook-*`` and ``X-Velourcity-*``, the signature and the event's own headers)."""
+RESERVED_PREFIXES = ("webhook-", "x-velourcity-")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")  # an RFC 9110 token
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")  # no CR, LF or other control bytes
+Headers = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +71,10 @@ class Endpoint:
     filter: str | None = None
     """A content filter over the webhook body (:mod:`pipeline.endpoints.filters`), e.g.
     ``data.restaurant_id in ["r_1"]``: only the events it matches are sent. None: all."""
+    headers: Headers = field(default=(), repr=False)  # like the secret: never in a log line
+    """Custom headers sent with every webhook (e.g. a partner's token for their gateway),
+    ``(name, value)`` pairs. Shown masked (:meth:`masked_headers`) but to the owner's own
+    ``GET .../headers``; their values are blanked in stored response excerpts."""
     listen: bool = False
     """A ``velourcity listen`` session's endpoint: workers never POST to it; the session reads
     its deliveries from Kafka and forwards them to ``url``, a URL on the developer's machine."""
@@ -69,6 +88,11 @@ class Endpoint:
     def matches(self, body: Any) -> bool:
         """Whether its content filter lets this webhook body (parsed JSON) through."""
         return self.filter is None or compiled(self.filter)(body)
+
+    def masked_headers(self) -> dict[str, str]:
+        """The custom headers' names, their values masked (the last 4 characters of a long
+        one shown, to tell two tokens apart)."""
+        return {name: mask(value) for name, value in self.headers}
 
     def signing_secrets(self, now_ms: int) -> tuple[str, ...]:
         """The secrets that sign a webhook sent at ``now_ms``: the current one, then the
@@ -106,12 +130,14 @@ class Endpoint:
         # Records written before rotation existed have no previous_secrets.
         previous = fields.get("previous_secrets") or ()
         fields["previous_secrets"] = tuple((str(s), int(e)) for s, e in previous)
+        fields["headers"] = tuple((str(n), str(v)) for n, v in fields.get("headers") or ())
         return cls(**fields)
 
     def public(self) -> dict[str, Any]:
         """The endpoint as shown to its owner (secret included: they need it to verify)."""
         shown = dataclasses.asdict(self)
         shown["event_types"] = list(self.event_types) if self.event_types is not None else None
+        shown["headers"] = dict(self.headers)
         return shown
 
 
@@ -185,6 +211,46 @@ def check_rate_limit(rate: float | None) -> float | None:
     return rate
 
 
+def mask(value: str) -> str:
+    return "****" + value[-4:] if len(value) >= 16 else "****"
+
+
+def check_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> Headers:
+    """Custom headers as stored, or :class:`InvalidEndpoint` naming the bad one (never its
+    value: it may be a credential)."""
+    if headers is None:
+        return ()
+    pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
+    if len(pairs) > MAX_HEADERS:
+        raise InvalidEndpoint(f"at most {MAX_HEADERS} custom headers")
+    seen: set[str] = set()
+    checked: list[tuple[str, str]] = []
+    for name, value in pairs:
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise InvalidEndpoint(
+                f"header name {str(name)[:100]!r} is not a valid HTTP header name (a token)"
+            )
+        lower = name.lower()
+        if lower in RESERVED_HEADERS or lower.startswith(RESERVED_PREFIXES):
+            raise InvalidEndpoint(
+                f"header {name!r} is set by the pipeline (the request's framing, its signature"
+                " and event headers) and may not be overridden"
+            )
+        if lower in seen:
+            raise InvalidEndpoint(f"header {name!r} is given twice")
+        seen.add(lower)
+        if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+            raise InvalidEndpoint(
+                f"header {name!r}: its value may not hold CR, LF or control bytes"
+            )
+        if len(value) > MAX_HEADER_VALUE:
+            raise InvalidEndpoint(
+                f"header {name!r}: a value holds at most {MAX_HEADER_VALUE} characters"
+            )
+        checked.append((name, value))
+    return tuple(checked)
+
+
 def check_filter(source: str | None) -> str | None:
     try:
         return _check_filter(source)
@@ -211,6 +277,7 @@ def new_endpoint(
     rate_limit: float | None = None,
     ordered: bool = False,
     filter: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Endpoint:
     """A validated new endpoint; raises :class:`InvalidEndpoint` naming the bad field.
 
@@ -225,6 +292,7 @@ def new_endpoint(
         rate_limit=check_rate_limit(rate_limit),
         ordered=ordered,
         filter=check_filter(filter),
+        headers=check_headers(headers),
         event_types=check_event_types(event_types),
         secret=check_secret(secret) if secret is not None else new_secret(),
         description=check_description(description),

@@ -293,6 +293,35 @@ def test_endpoint_tools_on_in_memory_backends(chromium: Path) -> None:
             expect(page.get_by_test_id("detail-filter")).to_be_hidden()
             assert backends.endpoints.for_account(created["id"])[0].filter is None
 
+            # Custom headers: a reserved one is refused beside the form; set, they are shown
+            # masked (never their values); then removed.
+            page.get_by_test_id("edit-endpoint").click()
+            page.get_by_test_id("edit-headers").fill("Host: evil.example")
+            page.get_by_test_id("save-endpoint").click()
+            expect(page.get_by_test_id("edit-endpoint-error")).to_have_attribute(
+                "data-error-field", "headers"
+            )
+            token = "tok_live_0123456789abcdef"
+            page.get_by_test_id("edit-headers").fill(f"X-Partner-Token: {token}\nX-Region: eu")
+            page.get_by_test_id("save-endpoint").click()
+            expect(page.get_by_test_id("edit-endpoint-form")).to_be_hidden()
+            expect(page.get_by_test_id("detail-headers")).to_have_text(
+                "headers: X-Partner-Token: ****cdef, X-Region: ****"
+            )
+            assert token not in page.content()
+            stored = backends.endpoints.for_account(created["id"])[0]
+            assert stored.headers == (("X-Partner-Token", token), ("X-Region", "eu"))
+            page.get_by_test_id("edit-endpoint").click()
+            page.get_by_test_id("edit-description").fill("front desk")  # headers unchanged
+            page.get_by_test_id("save-endpoint").click()
+            expect(page.get_by_test_id("edit-endpoint-form")).to_be_hidden()
+            assert backends.endpoints.for_account(created["id"])[0].headers == stored.headers
+            page.get_by_test_id("edit-endpoint").click()
+            page.get_by_test_id("edit-clear-headers").check()
+            page.get_by_test_id("save-endpoint").click()
+            expect(page.get_by_test_id("detail-headers")).to_be_hidden()
+            assert backends.endpoints.for_account(created["id"])[0].headers == ()
+
             # Disable, enable.
             page.get_by_test_id("toggle-enabled").click()
             expect(page.get_by_test_id("detail-state")).to_have_attribute("data-enabled", "false")

@@ -171,6 +171,28 @@ def test_a_content_filter_is_set_shown_changed_and_removed(client: TestClient) -
     assert removed.status_code == 200 and removed.json()["filter"] is None
 
 
+def test_custom_headers_are_shown_masked_and_revealed_to_their_owner(client: TestClient) -> None:
+    _, key = new_account(client)
+    token = "tok_live_0123456789abcdef"
+    created = new_endpoint(client, key, headers={"X-Partner-Token": token})
+    assert created["headers"] == {"X-Partner-Token": "****cdef"}
+    path = f"/v1/endpoints/{created['id']}"
+    assert token not in client.get(path, headers=key).text
+    assert token not in client.get("/v1/endpoints", headers=key).text
+    revealed = client.get(f"{path}/headers", headers=key).json()
+    assert revealed == {"id": created["id"], "headers": {"X-Partner-Token": token}}
+    _, other = new_account(client, "Someone else")
+    assert_error(client.get(f"{path}/headers", headers=other), 404, "not_found")
+    refused = client.patch(path, json={"headers": {"webhook-id": "forged"}}, headers=key)
+    assert_error(refused, 422, "invalid_field", "headers")
+    patched = client.patch(path, json={"description": "kept"}, headers=key).json()
+    assert patched["headers"] == {"X-Partner-Token": "****cdef"}  # untouched when not given
+    replaced = client.patch(path, json={"headers": {"X-Region": "eu"}}, headers=key).json()
+    assert replaced["headers"] == {"X-Region": "****"}
+    removed = client.patch(path, json={"headers": None}, headers=key).json()
+    assert removed["headers"] == {}
+
+
 def test_writes_are_visible_to_the_next_read() -> None:
     """The fake shows writes only after 0.2 s, like a cache following its topic."""
     with make_client(visible_after=0.2) as client:
@@ -246,6 +268,9 @@ def test_endpoint_routes_need_an_api_key(client: TestClient, headers: dict[str, 
         ({"url": URL, "description": "x" * 501}, 422, "invalid_field", "description"),
         ({"url": URL, "filter": "data.amount >"}, 422, "invalid_field", "filter"),
         ({"url": URL, "filter": "x" * 1001}, 422, "invalid_field", "filter"),
+        ({"url": URL, "headers": {"Host": "x"}}, 422, "invalid_field", "headers"),
+        ({"url": URL, "headers": {"X-A": "a\nb"}}, 422, "invalid_field", "headers"),
+        ({"url": URL, "headers": {"X-A": 5}}, 422, "invalid_field", "headers.X-A"),
         ({"url": URL, "secret": "whsec_x"}, 422, "unknown_field", "secret"),
         ({}, 422, "missing_field", "url"),
         ([URL], 422, "invalid_body", None),

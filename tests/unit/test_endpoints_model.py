@@ -14,6 +14,7 @@ from pipeline.endpoints.model import (
     MAX_GRACE_SECONDS,
     MAX_PREVIOUS_SECRETS,
     Endpoint,
+    check_headers,
     check_secret,
     new_endpoint,
     new_secret,
@@ -326,3 +327,56 @@ def test_json_written_before_rotation_existed_still_reads() -> None:
     again = Endpoint.from_json(orjson.dumps(old_record))
     assert again == endpoint
     assert again.signing_secrets(NOW_MS) == (endpoint.secret,)
+
+
+# Custom headers -------------------------------------------------------------------------------
+
+
+def test_custom_headers_are_kept_in_order_and_shown_masked() -> None:
+    token = "tok_live_0123456789abcdef"
+    endpoint = make(headers={"X-Partner-Token": token, "X-Region": "eu"})
+    assert endpoint.headers == (("X-Partner-Token", token), ("X-Region", "eu"))
+    assert endpoint.masked_headers() == {"X-Partner-Token": "****cdef", "X-Region": "****"}
+    assert token not in repr(endpoint)  # like the secret: never in a log line
+    again = Endpoint.from_json(endpoint.to_json())
+    assert again.headers == endpoint.headers
+
+
+def test_an_endpoint_written_before_custom_headers_has_none() -> None:
+    raw = orjson.loads(make().to_json())
+    del raw["headers"]
+    assert Endpoint.from_json(orjson.dumps(raw)).headers == ()
+
+
+@pytest.mark.parametrize(
+    ("headers", "refused"),
+    [
+        ({"Host": "evil.example"}, "set by the pipeline"),
+        ({"content-type": "text/plain"}, "set by the pipeline"),
+        ({"User-Agent": "me"}, "set by the pipeline"),
+        ({"Content-Length": "1"}, "set by the pipeline"),
+        ({"Transfer-Encoding": "chunked"}, "set by the pipeline"),
+        ({"webhook-signature": "v1,forged"}, "set by the pipeline"),
+        ({"X-Velourcity-Signature": "sha256=forged"}, "set by the pipeline"),
+        ({"X-Velourcity-Event": "order.created"}, "set by the pipeline"),
+        ({"Bad Name": "x"}, "not a valid HTTP header name"),
+        ({"": "x"}, "not a valid HTTP header name"),
+        ({"X-Split": "a\r\nX-Injected: 1"}, "CR, LF or control bytes"),
+        ({"X-Nul": "a\x00b"}, "CR, LF or control bytes"),
+        ({"X-Long": "x" * 4097}, "at most 4096 characters"),
+        ({f"X-H{n}": "v" for n in range(21)}, "at most 20 custom headers"),
+    ],
+)
+def test_bad_custom_headers_are_refused_without_echoing_the_value(
+    headers: dict[str, str], refused: str
+) -> None:
+    with pytest.raises(InvalidEndpoint, match=refused) as caught:
+        make(headers=headers)
+    for value in headers.values():
+        if len(value) > 3:
+            assert value not in str(caught.value)
+
+
+def test_a_header_given_twice_in_any_case_is_refused() -> None:
+    with pytest.raises(InvalidEndpoint, match="given twice"):
+        check_headers([("X-Token", "a"), ("x-token", "b")])

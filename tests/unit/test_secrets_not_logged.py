@@ -1,4 +1,5 @@
-"""Endpoint secrets never leave the endpoint record: not in logs, errors or produced records.
+"""Endpoint secrets (and custom header values) never leave the endpoint record: not in logs,
+errors or produced records, even when the receiver echoes the request back.
 
 Every path of one attempt runs through the sender's real job (``Dispatcher._attempt``: the
 handler, and the error handling around it) with the worker's own logging configuration writing
@@ -47,7 +48,8 @@ def forms(secret: str) -> list[str]:
     return [secret, secret.removeprefix("whsec_"), key.hex(), repr(key)[2:-1]]
 
 
-FORBIDDEN = forms(SECRET) + forms(OLD_SECRET)
+PARTNER_TOKEN = "tok_live_" + new_secret()[6:30]  # a custom header: a credential too
+FORBIDDEN = [*forms(SECRET), *forms(OLD_SECRET), PARTNER_TOKEN]
 
 
 def endpoint() -> Endpoint:
@@ -58,6 +60,7 @@ def endpoint() -> Endpoint:
         event_types=None,
         secret=SECRET,
         previous_secrets=((OLD_SECRET, 2**62),),
+        headers=(("X-Partner-Token", PARTNER_TOKEN),),
         created_at=1_760_000_000_000,
         updated_at=1_760_000_000_000,
     )
@@ -225,12 +228,14 @@ def test_no_secret_in_logs_records_or_errors(
     if isinstance(respond, Exception):
         assert "Traceback" in logged and "boom" in logged  # the bug is logged, with its traceback
         captured.texts += traceback.format_exception(respond)
-    for request in requests:  # the partner gets signatures, never the secret itself
-        captured.texts += [f"{k}: {v}" for k, v in request.headers.items()]
-        captured.texts.append(repr(request))
     everything = "\n".join(captured.texts)
     for spelling in FORBIDDEN:
         assert spelling not in everything
+    for request in requests:  # the partner gets signatures, never the secret itself ...
+        sent = "\n".join([*(f"{k}: {v}" for k, v in request.headers.items()), repr(request)])
+        for spelling in forms(SECRET) + forms(OLD_SECRET):
+            assert spelling not in sent
+        assert request.headers["X-Partner-Token"] == PARTNER_TOKEN  # ... and its own header
 
 
 def test_verification_errors_never_show_the_secret(

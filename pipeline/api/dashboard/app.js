@@ -307,6 +307,10 @@
     $("#detail-state").setAttribute("data-enabled", String(endpoint.enabled));
     $("#detail-types").textContent = typesText(endpoint.event_types);
     $("#detail-description").textContent = endpoint.description || "";
+    const headers = $("#detail-headers");
+    const shown = Object.entries(endpoint.headers || {}).map(([name, value]) => `${name}: ${value}`);
+    if (shown.length) show(headers, `headers: ${shown.join(", ")}`);
+    else hide(headers);
     const filter = $("#detail-filter");
     if (endpoint.filter) show(filter, `filter: ${endpoint.filter}`);
     else hide(filter);
@@ -336,6 +340,19 @@
     return types.length ? types : null;
   }
 
+  // "Name: value" lines → {Name: value}; a line without a colon is sent as a name with no
+  // value, so the API refuses it naming the field.
+  function parseHeaders(text) {
+    const headers = {};
+    for (const line of text.split("\n")) {
+      if (!line.trim()) continue;
+      const colon = line.indexOf(":");
+      if (colon < 0) headers[line.trim()] = "";
+      else headers[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
+    }
+    return headers;
+  }
+
   async function createEndpoint(event) {
     event.preventDefault();
     const form = event.currentTarget;
@@ -347,6 +364,8 @@
     if (description) body.description = description;
     const filter = form.elements.filter.value.trim();
     if (filter) body.filter = filter;
+    const headers = parseHeaders(form.elements.headers.value);
+    if (Object.keys(headers).length) body.headers = headers;
     const button = byTestId("create-endpoint");
     button.disabled = true;
     try {
@@ -372,6 +391,8 @@
     form.elements.url.value = endpoint.url;
     form.elements.description.value = endpoint.description || "";
     form.elements.filter.value = endpoint.filter || "";
+    form.elements.headers.value = ""; // values are not shown here: masked, see the detail
+    form.elements.clear_headers.checked = false;
     const types = new Set(endpoint.event_types || []);
     for (const box of form.querySelectorAll('input[name="event_types"]')) box.checked = types.has(box.value);
     form.hidden = false;
@@ -389,6 +410,9 @@
       description: form.elements.description.value.trim(),
       filter: form.elements.filter.value.trim() || null,
     };
+    const headers = parseHeaders(form.elements.headers.value);
+    if (form.elements.clear_headers.checked) body.headers = null;
+    else if (Object.keys(headers).length) body.headers = headers;
     try {
       replaceEndpoint(await api("PATCH", `/v1/endpoints/${enc(state.selected)}`, body));
       form.hidden = true;
