@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from pipeline.api import accounts, dashboard, deliveries, endpoints
+from pipeline.api import accounts, catalog, dashboard, deliveries, endpoints
 from pipeline.api.backends import Backends, kafka_backends
 from pipeline.api.context import ApiConfig
 from pipeline.api.errors import BodyLimit, ErrorBody, install_error_handlers
@@ -74,6 +74,7 @@ def create_api(
     app.include_router(accounts.router)
     app.include_router(endpoints.router)
     app.include_router(deliveries.router)
+    app.include_router(catalog.router)
     app.include_router(dashboard.router)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     install_metrics(app)

@@ -21,6 +21,7 @@ from api_fakes import RecordingSender, in_memory_backends
 from fastapi import FastAPI
 
 from pipeline.api import create_api
+from pipeline.events import EVENT_TYPES
 from pipeline.events.samples import sample_event
 from pipeline.publisher import Publisher
 from pipeline.settings import Settings
@@ -336,6 +337,20 @@ def test_endpoint_tools_on_in_memory_backends(chromium: Path) -> None:
                 page.get_by_test_id("rotate-secret").click()
                 expect(page.get_by_test_id("rotate-result")).to_contain_text("keeps signing")
                 expect(page.get_by_test_id("secret-value")).not_to_have_value(first_secret)
+
+            # The event catalog: each type's fields and example, from GET /v1/event-types; the
+            # test event's types are its domain types.
+            catalog = page.get_by_test_id("catalog")
+            expect(catalog.get_by_test_id("catalog-description")).to_contain_text("order.created")
+            expect(catalog.get_by_test_id("catalog-version")).to_have_text("version 2 (earlier: 1)")
+            expect(catalog.get_by_test_id("catalog-fields")).to_contain_text("special_instructions")
+            expect(catalog.get_by_test_id("catalog-example")).to_contain_text('"total":')
+            page.get_by_test_id("catalog-type").select_option("payment.completed")
+            expect(catalog.get_by_test_id("catalog-fields")).to_contain_text("amount")
+            page.get_by_test_id("catalog-type").select_option("endpoint.disabled")
+            expect(catalog.get_by_test_id("catalog-example")).to_contain_text("failing_since")
+            options = page.get_by_test_id("test-event-type").locator("option").all_inner_texts()
+            assert options == list(EVENT_TYPES)  # endpoint.disabled is not a test event
 
             # Send a test event: it goes out to this endpoint.
             page.get_by_test_id("test-event-type").select_option("order.cancelled")

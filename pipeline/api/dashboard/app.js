@@ -68,6 +68,7 @@
     logBusy: false,
     chartBusy: false,
     timers: [],
+    catalog: [], // GET /v1/event-types
   };
 
   // The API ------------------------------------------------------------------------------
@@ -214,6 +215,7 @@
     show($("#session"));
     $("#signed-in-as").textContent = `Signed in · key ${state.key.slice(0, 10)}…`;
     startTimers();
+    loadCatalog();
     loadEndpoints().then(() => {
       const wanted = location.hash.replace(/^#/, "");
       if (wanted && state.endpoints.some((e) => e.id === wanted)) selectEndpoint(wanted);
@@ -678,6 +680,58 @@
     }
   }
 
+  // Event catalog: GET /v1/event-types; its domain types are the ones a test event can be --
+  // sent as, with the example shown.
+
+  function typeName(field) {
+    if (field.anyOf) {
+      const names = field.anyOf.map(typeName);
+      const shown = names.filter((n) => n !== "null").join(" or ");
+      return names.includes("null") ? `${shown} or null` : shown;
+    }
+    if (field.format === "date-time") return "date-time";
+    if (field.type === "array") return `array of ${typeName(field.items || {})}`;
+    return field.type || "any";
+  }
+
+  function showCatalogEntry(type) {
+    const entry = state.catalog.find((e) => e.type === type);
+    if (!entry) return;
+    const schema = entry.versions[entry.versions.length - 1].schema;
+    $("#catalog-description").textContent = entry.description;
+    $("#catalog-version").textContent = `version ${entry.current_version}` +
+      (entry.versions.length > 1 ? ` (earlier: ${entry.versions.slice(0, -1).map((v) => v.version).join(", ")})` : "");
+    const rows = $("#catalog-fields");
+    rows.replaceChildren();
+    const data = schema.properties.data || {};
+    for (const [name, field] of Object.entries(data.properties || {})) {
+      rows.append(el("tr", { "data-testid": "catalog-field" },
+        el("td", { class: "mono", text: name }),
+        el("td", { text: typeName(field), title: field.description || "" })));
+    }
+    $("#catalog-example").textContent = JSON.stringify(entry.example, null, 2);
+  }
+
+  async function loadCatalog() {
+    const errorNode = byTestId("catalog-error");
+    hide(errorNode);
+    try {
+      state.catalog = (await api("GET", "/v1/event-types")).data;
+    } catch (err) {
+      show(errorNode, err.message || String(err));
+      return;
+    }
+    const pick = byTestId("catalog-type");
+    const test = byTestId("test-event-type");
+    pick.replaceChildren();
+    test.replaceChildren();
+    for (const entry of state.catalog) {
+      pick.append(el("option", { value: entry.type, text: entry.type }));
+      if (entry.kind === "domain") test.append(el("option", { value: entry.type, text: entry.type }));
+    }
+    showCatalogEntry(pick.value);
+  }
+
   async function sendTest(event) {
     event.preventDefault();
     const form = event.currentTarget;
@@ -813,12 +867,9 @@
   function init() {
     typeBoxes($('[data-testid="endpoint-event-types"]'), "event-type");
     typeBoxes($('[data-testid="edit-event-types"]'), "edit-event-type");
-    const testSelect = byTestId("test-event-type");
     const typeFilter = $("#log-type-filter");
-    for (const type of EVENT_TYPES) {
-      testSelect.append(el("option", { value: type, text: type }));
-      typeFilter.append(el("option", { value: type, text: type }));
-    }
+    for (const type of EVENT_TYPES) typeFilter.append(el("option", { value: type, text: type }));
+    $("#catalog-type").addEventListener("change", (event) => showCatalogEntry(event.currentTarget.value));
     $("#sign-in-form").addEventListener("submit", signIn);
     $("#sign-out").addEventListener("click", () => signOut());
     $("#create-form").addEventListener("submit", createEndpoint);
