@@ -16,7 +16,9 @@ from pipeline.events.codec import DecodedEvent
 from pipeline.observability import FILTERED_OUT
 
 
-def fan_out(decoded: DecodedEvent, endpoints: Iterable[Endpoint]) -> list[Delivery]:
+def fan_out(
+    decoded: DecodedEvent, endpoints: Iterable[Endpoint], *, traceparent: str | None = None
+) -> list[Delivery]:
     """Deliveries for every endpoint that wants this event and whose content filter matches
     its body (rendered once, and parsed once for the filters)."""
     event = decoded.event
@@ -47,6 +49,7 @@ def fan_out(decoded: DecodedEvent, endpoints: Iterable[Endpoint]) -> list[Delive
             body=body,
             event_time=event_time,
             ordering_key=order_id if isinstance(order_id, str) and order_id else None,
+            traceparent=traceparent,
         )
         for endpoint in targets
     ]

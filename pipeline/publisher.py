@@ -21,6 +21,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from pipeline import tracing
 from pipeline.events.codec import encode
 from pipeline.events.registry import SchemaRegistry, default_registry
 from pipeline.events.types import check_event_type, domain_topic_name
@@ -47,6 +48,8 @@ class Publisher:
     ) -> None:
         self._settings = settings
         self._registry = registry or default_registry()
+        if settings.otlp_endpoint and not tracing.enabled():
+            tracing.configure(settings, "velourcity-publisher")
         self._producer = Producer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
@@ -86,6 +89,13 @@ class Publisher:
             ("velourcity-event-type", event["type"].encode()),
             ("velourcity-event-id", event["id"].encode()),
         ]
+        inherited = tracing.caller_traceparent()
+        if tracing.enabled():
+            attributes = {"velourcity.event_id": event["id"], "messaging.destination.name": topic}
+            with tracing.span(f"publish {event['type']}", inherited, "PRODUCER", attributes) as s:
+                inherited = tracing.traceparent_of(s, inherited)
+        if inherited is not None:
+            headers.append((tracing.HEADER, inherited.encode()))
 
         event_id = event["id"]
 

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     worker_role: Literal["all", "fanout", "sender"] = "all"
     """What ``velourcity worker`` runs: the fan-out and the sender (``all``), or one of them
     (to measure or scale them apart; each is its own consumer group either way)."""
+    otlp_endpoint: str | None = None
+    """OpenTelemetry collector (OTLP/HTTP, e.g. ``http://collector:4318``): spans from publish
+    to each attempt are exported there (:mod:`pipeline.tracing`). None: tracing off."""
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     """The worker's event loop: uvloop (libuv; 12-16 % less CPU a delivery than asyncio's
     own loop in the bench's sender-alone scenario) or Python's ``asyncio`` loop."""

@@ -24,12 +24,14 @@ import faust
 import structlog
 from faust.types import EventT, StreamT
 
+from pipeline import tracing
 from pipeline.delivery.copies import FANOUT_HEADER
 from pipeline.delivery.dispatcher import AccountEndpoints, Dispatcher
 from pipeline.delivery.handler import INTERNAL_RETRIES, DeliveryHandler
 from pipeline.delivery.http import new_http_sender
+from pipeline.delivery.record import Delivery
 from pipeline.endpoints.store import EndpointCache
-from pipeline.events.codec import decode
+from pipeline.events.codec import DecodedEvent, decode
 from pipeline.events.registry import SchemaRegistry, default_registry
 from pipeline.exceptions import DecodeError, InvalidInput
 from pipeline.fanout import fan_out
@@ -122,7 +124,7 @@ class FanoutBatch:
             try:
                 decoded = decode(message.value, self._registry)
                 account = decoded.event["account_id"]
-                deliveries = fan_out(decoded, self._endpoints.for_account(account))
+                deliveries = self._fan_out(decoded, account, _traceparent(message.headers))
                 break
             except DecodeError as exc:  # bad input: set aside with its reason
                 return [_quarantine(settings, event, exc.reason, exc)]
@@ -143,6 +145,32 @@ class FanoutBatch:
             )
             for d in deliveries
         ]
+
+    def _fan_out(
+        self, decoded: DecodedEvent, account: str, traceparent: str | None
+    ) -> list[Delivery]:
+        endpoints = self._endpoints.for_account(account)
+        if not tracing.enabled():  # off: no span, the event's own context passed on
+            return fan_out(decoded, endpoints, traceparent=traceparent)
+        name = f"fanout {decoded.event_type}"
+        attributes = {"velourcity.event_id": decoded.event["id"], "velourcity.account": account}
+        with tracing.span(name, traceparent, "CONSUMER", attributes) as current:
+            deliveries = fan_out(
+                decoded, endpoints, traceparent=tracing.traceparent_of(current, traceparent)
+            )
+            if current is not None:
+                current.set_attribute("velourcity.deliveries", len(deliveries))
+            return deliveries
+
+
+def _traceparent(headers: Any) -> str | None:
+    """The event's ``traceparent`` Kafka header, if well-formed."""
+    pairs = headers.items() if isinstance(headers, dict) else headers or ()
+    for key, value in pairs:
+        if key == tracing.HEADER and isinstance(value, bytes | str):
+            text = value.decode(errors="replace") if isinstance(value, bytes) else value
+            return tracing.valid(text)
+    return None
 
 
 Produce = Callable[[list[Output]], Awaitable[None]]
@@ -229,6 +257,7 @@ def _quarantine(settings: Settings, event: EventT[Any], reason: str, exc: Except
 
 def run_worker(settings: Settings) -> None:
     """Run the fan-out agent and the sender until SIGTERM / Ctrl-C (``velourcity worker``)."""
+    tracing.configure(settings, "velourcity-worker")
     if settings.event_loop == "uvloop":  # before Faust creates its loop
         import uvloop
 
@@ -248,3 +277,4 @@ def run_worker(settings: Settings) -> None:
     finally:
         endpoints.stop()
         health.stop()
+        tracing.shutdown()

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from pipeline import tracing
 from pipeline.delivery.http import Poster
 from pipeline.delivery.policy import AttemptResult, NextStep, next_step
 from pipeline.delivery.record import Attempt, Delivery, Outcome, delivery_id_for
@@ -100,13 +101,39 @@ class DeliveryHandler:
         headers = webhook_headers(delivery, body, secrets, timestamp=now_ms // 1000)
         if endpoint.headers:  # the endpoint's own (none of ours: refused at registration)
             headers = dict(endpoint.headers) | headers
-        result = await self._sender.post(endpoint.url, body, headers)
+        if tracing.enabled():
+            result = await self._traced_post(delivery, endpoint, body, headers)
+        else:  # off: no span; the event's own trace context goes on to the partner
+            if delivery.traceparent is not None:
+                headers[tracing.HEADER] = delivery.traceparent
+            result = await self._sender.post(endpoint.url, body, headers)
         if endpoint.headers and result.excerpt:  # a receiver that echoes the request
             result = _blank_header_values(result, endpoint.headers)
         step = next_step(
             result, attempt=delivery.attempt, schedule=self._settings.retry_schedule, rng=self._rng
         )
         return self._outputs(delivery, endpoint, result, step, now_ms), result
+
+    async def _traced_post(
+        self, delivery: Delivery, endpoint: Endpoint, body: bytes, headers: dict[str, str]
+    ) -> AttemptResult:
+        attributes = {
+            "velourcity.delivery_id": delivery.delivery_id,
+            "velourcity.endpoint_id": endpoint.id,
+            "velourcity.event_type": delivery.event_type,
+            "velourcity.attempt": delivery.attempt,
+        }
+        with tracing.span("POST webhook", delivery.traceparent, "CLIENT", attributes) as current:
+            traceparent = tracing.traceparent_of(current, delivery.traceparent)
+            if traceparent is not None:
+                headers[tracing.HEADER] = traceparent
+            result = await self._sender.post(endpoint.url, body, headers)
+            if current is not None:
+                if result.status is not None:
+                    current.set_attribute("http.response.status_code", result.status)
+                if result.error is not None:
+                    current.set_attribute("error.type", result.error)
+            return result
 
     def defer(self, delivery: Delivery, *, behind_breaker: float | None = None) -> list[Output]:
         """Send the delivery to a retry tier with the same attempt number (no request was made).

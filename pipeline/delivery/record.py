@@ -54,6 +54,9 @@ class Delivery:
     replay: bool = False
     """Sent again by ``velourcity replay``: the webhook carries ``X-Velourcity-Replay: true``,
     so a receiver can tell a deliberate re-send from a retry (same ids either way)."""
+    traceparent: str | None = None
+    """The W3C trace context of the event's fan-out (:mod:`pipeline.tracing`): each attempt's
+    span is its child, and the webhook carries it on. None: none came with the event."""
     internal_errors: int = 0
     """Times a bug of ours stopped this attempt (no request made; see
     :meth:`~pipeline.delivery.handler.DeliveryHandler.on_error`)."""

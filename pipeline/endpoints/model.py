@@ -36,7 +36,7 @@ RESERVED_HEADERS = frozenset(
     {
         "host", "content-type", "content-length", "user-agent", "transfer-encoding",
         "connection", "keep-alive", "te", "trailer", "upgrade", "expect",
-        "proxy-authorization", "proxy-connection",
+        "proxy-authorization", "proxy-connection", "traceparent", "tracestate",
     }
 )  # fmt: skip
 """Headers an endpoint may not set: the request's framing and ours (nor, by prefix,
