@@ -35,8 +35,15 @@ def endpoint(endpoint_id: str) -> Endpoint:
     )
 
 
-def event(value: bytes, offset: int) -> Any:
-    message = SimpleNamespace(value=value, key=b"k", topic="t-orders", partition=0, offset=offset)
+def event(value: bytes, offset: int, headers: Any = None) -> Any:
+    message = SimpleNamespace(
+        value=value,
+        key=b"k",
+        topic="t-orders",
+        partition=0,
+        offset=offset,
+        headers=headers if headers is not None else [],  # faust gives a list (or a dict)
+    )
     return SimpleNamespace(message=message)
 
 
@@ -83,6 +90,26 @@ def test_each_event_becomes_a_delivery_per_endpoint() -> None:
     deliveries = [Delivery.from_bytes(o.value) for o in outputs]
     assert sorted(d.endpoint_id for d in deliveries) == ["ep_1", "ep_2"]
     assert all(o.key == d.endpoint_id.encode() for o, d in zip(outputs, deliveries, strict=True))
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_the_events_traceparent_travels_with_each_delivery() -> None:
+    # tracing is off here: the event's own context is passed on unchanged
+    for headers in ([("traceparent", TRACEPARENT.encode())], {"traceparent": TRACEPARENT}):
+        outputs = asyncio.run(
+            run(
+                FanoutBatch(SETTINGS, REGISTRY, Endpoints()),
+                [event(order_created(5), 0, headers)],
+            )
+        )
+        assert [Delivery.from_bytes(o.value).traceparent for o in outputs] == [TRACEPARENT] * 2
+    malformed = [("traceparent", b"not-a-traceparent")]
+    outputs = asyncio.run(
+        run(FanoutBatch(SETTINGS, REGISTRY, Endpoints()), [event(order_created(6), 0, malformed)])
+    )
+    assert [Delivery.from_bytes(o.value).traceparent for o in outputs] == [None, None]
 
 
 def test_bad_input_is_quarantined_at_once_and_the_rest_of_the_batch_goes_on() -> None:
