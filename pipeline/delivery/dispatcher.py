@@ -14,6 +14,8 @@ are made (sign, POST, produce the attempt log). It needs what a Faust agent does
   Commits follow finished work within ``commit_interval``, and the records finished past the
   committed offset ride along as its metadata: the next owner does not do them again.
   (Faust acks out-of-order completions past records still in flight: faust-streaming #606.)
+  What a worker reads when it takes a partition over, so that nothing is done twice, is
+  :mod:`pipeline.delivery.handover`.
 * **Delays without holding records.** A retry record that is not due yet pauses its
   partition and seeks back to it; the partition resumes when the record is due. Records of a
   fixed-delay tier arrive in due order (up to jitter), so the head record is the next due.
@@ -26,7 +28,7 @@ are made (sign, POST, produce the attempt log). It needs what a Faust agent does
   (:mod:`pipeline.delivery.bulkheads`).
 * **Ordered endpoints.** An endpoint with ``ordered`` gets an order's deliveries one after the
   other; a later one waits (in memory while the earlier one's attempt is in flight, else in a
-  retry tier) without holding up other orders (see :mod:`pipeline.delivery.ordering`).
+  retry tier) without holding up other orders (:mod:`pipeline.delivery.ordered_flow`).
 """
 
 from __future__ import annotations
@@ -40,8 +42,7 @@ from typing import Any, Protocol
 
 import orjson
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from confluent_kafka import KafkaException, Message
@@ -51,20 +52,15 @@ from pipeline.delivery.admission import admit
 from pipeline.delivery.autodisable import FailureStreaks
 from pipeline.delivery.breaker import Breakers, Change
 from pipeline.delivery.bulkheads import Bulkheads
-from pipeline.delivery.copies import (
-    DeliveredBefore,
-    RecentFanouts,
-    fanout_id,
-    is_fence,
-    marks,
-    read_back,
-)
+from pipeline.delivery.copies import DeliveredBefore, RecentFanouts, marks
 from pipeline.delivery.handler import DeliveryHandler
+from pipeline.delivery.handover import Handover
 from pipeline.delivery.offsets import OffsetTracker
-from pipeline.delivery.ordering import OrderingBook, OrderingLog, park_until, queue_name
+from pipeline.delivery.ordered_flow import OrderedFlow
+from pipeline.delivery.ordering import OrderingLog
 from pipeline.delivery.ratelimit import RateLimiter
 from pipeline.delivery.record import Delivery
-from pipeline.delivery.results import Results
+from pipeline.delivery.results import NotDone, Results
 from pipeline.endpoints.model import Endpoint
 from pipeline.health import HealthIndex
 from pipeline.kafka.config import consumer_config, producer_config
@@ -81,7 +77,7 @@ from pipeline.observability import (
 )
 from pipeline.quarantine import quarantine_record
 from pipeline.settings import Settings
-from pipeline.topics import ATTEMPTS, DELIVERIES, ENDPOINT_HEALTH, retry_tiers, retry_topic_name
+from pipeline.topics import DELIVERIES, ENDPOINT_HEALTH, retry_tiers, retry_topic_name
 
 log = structlog.get_logger(__name__)
 
@@ -92,11 +88,6 @@ class AccountEndpoints(Protocol):
 
 PENDING_PER_REQUEST = 5
 """Records a worker holds (taken, not finished) per request it may make at once."""
-
-
-class _NotDone(Exception):
-    """A job's results were not all acknowledged (the worker is stopping): its record stays
-    unfinished, so it is read again."""
 
 
 def sender_topics(settings: Settings) -> list[str]:
@@ -156,12 +147,6 @@ class Dispatcher(Service):
         self._committer: asyncio.Task[None] | None = None
         self._halting = False
         self._drain_seconds = settings.http_timeout + 5
-        self._tiers = retry_tiers(settings)
-        self._retry_topics = set(self._topics[1:])
-        self._book = OrderingBook()
-        self._ordering = OrderingLog(settings)
-        self._settled: dict[str, asyncio.Event] = {}
-        """Ordered queue → set when its head's attempt is over (wakes the ones waiting)."""
         self._queues_loaded = asyncio.Event()
         """Clear while an assignment loads the ordered queues: records wait to be taken."""
         self._queues_loaded.set()
@@ -170,9 +155,23 @@ class Dispatcher(Service):
         self._tps: dict[tuple[str, int], TopicPartition] = {}
         self._lag_reported = 0.0
         self._results = Results(lambda: AsyncProducer(producer_config(settings)))
-        self._admin: AIOKafkaAdminClient | None = None
-        self._reader: AIOKafkaConsumer | None = None
-        """Reads the recent fan-out records back at assignment (:mod:`.copies`)."""
+        self._flow = OrderedFlow(
+            OrderingLog(settings),
+            handler,
+            self._results,
+            tiers=retry_tiers(settings),
+            retry_topics=set(self._topics[1:]),
+            attempt=self._attempt_ordered,
+            halting=lambda: self._halting,
+        )
+        self._handover = Handover(
+            settings,
+            group=settings.group("velourcity-sender"),
+            tracker=self._tracker,
+            fanouts=self._fanouts,
+            delivered=self._delivered,
+        )
+        """What the previous owners of a partition left (:mod:`.handover`)."""
 
     # Lifecycle (mode.Service) ------------------------------------------------------------
 
@@ -193,15 +192,10 @@ class Dispatcher(Service):
             on_assign=self._assigned,
             on_revoke=self._revoked,
         )
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-        await self._admin.start()
-        self._reader = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
-        )
-        await self._reader.start()
+        await self._handover.start()
         if (load_health := getattr(self._health, "wait_ready_async", None)) is not None:
             await load_health(60.0)  # failure streaks carry on across restarts
-        await self._ordering.start()  # ordered queues: loaded at each assignment
+        await self._flow.start()  # ordered queues: loaded at each assignment
         source = self._source
         for topic in self._topics:
             found = await asyncio.to_thread(source.partitions, topic)
@@ -220,11 +214,8 @@ class Dispatcher(Service):
             self._committer.cancel()
         if self._source is not None:
             await self._source.stop()  # its revoke: the jobs finish, their offsets committed
-        await self._ordering.stop()
-        if self._admin is not None:
-            await self._admin.close()
-        if self._reader is not None:
-            await self._reader.stop()
+        await self._flow.stop()
+        await self._handover.stop()
         await self._results.stop()
         await self._handler.aclose()
         log.info("sender stopped")
@@ -287,7 +278,7 @@ class Dispatcher(Service):
         bulkheads = self._bulkheads
         if bulkheads.full(endpoint_id):
             await bulkheads.wait_if_fast(endpoint_id)
-        name = self._queue_of(delivery, endpoint)
+        name = self._flow.queue_of(delivery, endpoint)
         admission = admit(
             delivery,
             endpoint,
@@ -370,7 +361,7 @@ class Dispatcher(Service):
         endpoint: Endpoint | None,
         name: str,
     ) -> Coroutine[Any, Any, None]:
-        """The job of an ordered endpoint's delivery (see :meth:`_ordered`)."""
+        """The job of an ordered endpoint's delivery (:mod:`.ordered_flow`)."""
         endpoint_id = delivery.endpoint_id
         if (home := self._home(tp.topic, endpoint_id)) is not None and tp.partition != home:
             # Sent again by another producer's partitioner (the API's send_again): move it to
@@ -378,16 +369,16 @@ class Dispatcher(Service):
             moved = Output(tp.topic, endpoint_id.encode(), record.value() or b"")
             return self._finish(tp, record.offset() or 0, None, self._outputs_of([moved]))
         # It joins its queue now, in take order (jobs may start later), deferred or not.
-        joined = self._book.enqueue(name, delivery.delivery_id)
+        joined = self._flow.join(name, delivery.delivery_id)
         if self._bulkheads.full(endpoint_id):
             DEFERRED.inc()
             deferred = self._handler.defer(delivery)
             return self._finish(
-                tp, record.offset() or 0, None, self._written(name, joined, deferred)
+                tp, record.offset() or 0, None, self._flow.deferred(name, joined, deferred)
             )
         self._bulkheads.hold(endpoint_id)
         return self._finish(
-            tp, record.offset() or 0, endpoint_id, self._ordered(delivery, endpoint, name, joined)
+            tp, record.offset() or 0, endpoint_id, self._flow.run(delivery, endpoint, name, joined)
         )
 
     def _sent_before(
@@ -407,23 +398,6 @@ class Dispatcher(Service):
             self._tracker.start(tp, offset)
             self._tracker.finish(tp, offset)
         self._progress.set()
-
-    def _queue_of(self, delivery: Delivery, endpoint: Endpoint | None) -> str | None:
-        """The ordered queue of the delivery; None when its endpoint is not ordered (or gone),
-        or the event belongs to no order. A delivery left in a queue from when its endpoint was
-        ordered leaves it, so it can never hold that order's later deliveries back."""
-        ordered = endpoint is not None and endpoint.ordered
-        if not ordered and not len(self._book):
-            return None
-        key = delivery.order_key()
-        if key is None:
-            return None
-        name = queue_name(delivery.endpoint_id, key)
-        if ordered:
-            return name
-        if self._book.drop(name, delivery.delivery_id):
-            self._background_task(self._persist(name))
-        return None
 
     def _home(self, topic: str, endpoint_id: str) -> int | None:
         """The partition the endpoint's records go to (murmur2, as every producer of the
@@ -449,54 +423,6 @@ class Dispatcher(Service):
 
     # One record's job --------------------------------------------------------------------
 
-    async def _ordered(
-        self, delivery: Delivery, endpoint: Endpoint | None, name: str, joined: bool
-    ) -> list[Output]:
-        """An ordered endpoint's delivery: attempted only as the head of its order's queue.
-
-        Taken while the head's attempt is in flight, it waits for that attempt's end (take
-        order is not completion order); otherwise it is parked in a retry tier until the head
-        is due. Every change of the queue is acknowledged before the record is finished; the
-        head leaves the queue only once its own results (attempt log, dead letter) were."""
-        did = delivery.delivery_id
-        writes: list[asyncio.Future[bool]] = []
-        if joined:
-            writes.append(asyncio.ensure_future(self._persist(name)))
-        while True:
-            decision = self._book.decide(name, did)
-            if decision.changed:
-                writes.append(asyncio.ensure_future(self._persist(name)))
-            if decision.kind != "wait":
-                break
-            await self._settled.setdefault(name, asyncio.Event()).wait()
-            if self._halting:  # draining: no new attempts; the record is read again later
-                await asyncio.gather(*writes)
-                raise _NotDone
-        outputs: list[Output] = []
-        if decision.kind == "park":
-            now_ms = int(time.time() * 1000)
-            tier, not_before = park_until(now_ms, decision.head_due, self._tiers)
-            log.debug("ordered: parked behind its order's head", delivery_id=did, tier=tier)
-            outputs = self._handler.park(delivery, tier=tier, not_before=not_before)
-        else:
-            produced = False
-            try:
-                outputs = await self._attempt_ordered(delivery, endpoint)
-                produced = await self._produce(outputs)
-            finally:
-                if produced and self._book.settle(name, did, self._retry_due(outputs, did)):
-                    writes.append(asyncio.ensure_future(self._persist(name)))
-                elif not produced:
-                    self._book.settle(name, did, int(time.time() * 1000))  # head, not busy
-                if (settled := self._settled.pop(name, None)) is not None:
-                    settled.set()
-            outputs = []  # produced already
-            if not produced:
-                raise _NotDone
-        if not all(await asyncio.gather(*writes)):
-            raise _NotDone
-        return outputs
-
     async def _attempt_ordered(self, delivery: Delivery, endpoint: Endpoint | None) -> list[Output]:
         if not self._breakers.allow(delivery.endpoint_id):
             BREAKER_SKIPS.inc()
@@ -507,31 +433,6 @@ class Dispatcher(Service):
         return self._handler.defer(
             delivery, behind_breaker=self._breakers.wait(delivery.endpoint_id)
         )
-
-    def _retry_due(self, outputs: list[Output], delivery_id: str) -> int | None:
-        """When the delivery is tried again (its record in a retry tier); None: it is done."""
-        for output in outputs:
-            if output.topic in self._retry_topics:
-                retry = Delivery.from_bytes(output.value or b"")
-                if retry.delivery_id == delivery_id:
-                    return retry.not_before
-        return None
-
-    async def _persist(self, name: str) -> bool:
-        """Write the queue as it is now to the ordering topic; True once acknowledged, False
-        when the worker stops first. Writes are sent one at a time, each with the state at
-        that moment, so the topic's last value for a queue is always its latest state."""
-        key = name.encode()
-
-        def now() -> list[Output]:  # sent in the order of the changes (one partition's order)
-            return [Output(self._ordering.topic, key, self._book.snapshot(name))]
-
-        return await self._results.produce(now, what="an ordered queue")
-
-    async def _written(self, name: str, changed: bool, outputs: list[Output]) -> list[Output]:
-        if changed and not await self._persist(name):
-            raise _NotDone
-        return outputs
 
     async def _attempt(self, delivery: Delivery, endpoint: Endpoint | None) -> list[Output]:
         endpoint_id = delivery.endpoint_id
@@ -604,7 +505,7 @@ class Dispatcher(Service):
             if await self._produce(await outputs):
                 self._tracker.finish(tp, offset)
                 self._progress.set()
-        except _NotDone:
+        except NotDone:
             pass  # unfinished: read again after the restart or rebalance
         finally:
             self._taken.release()
@@ -679,8 +580,7 @@ class Dispatcher(Service):
                 log.warning("attempts unfinished at hand-over; redone later", count=len(late))
         commits = self._tracker.to_commit_with_metadata(partitions)
         self._tracker.forget(partitions)
-        self._fanouts.forget(partitions)
-        self._delivered.forget({tp.partition for tp in partitions})
+        self._handover.forget(partitions)
         for tp in partitions:
             self._jobs.pop(tp, None)
         return commits
@@ -692,63 +592,12 @@ class Dispatcher(Service):
         self._queues_loaded.clear()
         self._owned |= partitions
         try:
-            starts = await self._restore_offsets(partitions)
-            await self._read_back(partitions, starts)
-            self._book.load(await self._ordering.catch_up())
-            log.info("ordered queues loaded", queues=len(self._book))
+            await self._handover.take(partitions)
+            await self._flow.load()
         except (TimeoutError, KafkaError):
             log.exception("ordered queues not loaded; ordering may be broken until reloaded")
         finally:
             self._queues_loaded.set()
-
-    async def _restore_offsets(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
-        """Read the records the previous owners finished past their commits (the commit
-        metadata, see :mod:`pipeline.delivery.offsets`), so they are not done again. Returns
-        the committed offsets (where reading starts)."""
-        assert self._admin is not None
-        group = self._settings.group("velourcity-sender")
-        try:
-            committed = await self._admin.list_consumer_group_offsets(
-                group, partitions=sorted(partitions)
-            )
-        except KafkaError as exc:  # only costs duplicates: the records are done again
-            log.warning("committed offsets not read; finished ones redone", error=repr(exc))
-            return {}
-        for tp, meta in committed.items():
-            if tp in partitions:
-                self._tracker.restore(tp, meta.offset, meta.metadata)
-        if skipped := self._tracker.skipping(partitions):
-            log.info("records finished by the previous owners are not done again", count=skipped)
-        return {tp: meta.offset for tp, meta in committed.items() if tp in partitions}
-
-    async def _read_back(
-        self, partitions: set[TopicPartition], starts: dict[TopicPartition, int]
-    ) -> None:
-        """Read the last ``duplicate_window`` back (:mod:`.copies`): the fan-out records before
-        the committed offsets, so the copies the fan-out writes after a crash are caught; and
-        the attempt log of these partitions, so what the previous owners delivered and did not
-        commit is not sent again."""
-        assert self._reader is not None
-
-        def fanout(tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
-            if is_fence(record.headers):
-                self._fanouts.forget([tp])
-            delivery_id = fanout_id(record.headers)
-            if delivery_id is not None:
-                self._fanouts.is_copy(tp, delivery_id, record.offset, record.timestamp)
-            return delivery_id is not None
-
-        def attempt(tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
-            return self._delivered.add(tp.partition, record.value or b"")
-
-        written = {tp: o for tp, o in starts.items() if tp.topic == self._deliveries_topic}
-        attempts_topic = self._settings.topic(ATTEMPTS)
-        logged: dict[TopicPartition, int | None] = {
-            TopicPartition(attempts_topic, n): None for n in {tp.partition for tp in partitions}
-        }
-        fanouts = await read_back(self._reader, dict(written), self._window_ms, fanout)
-        delivered = await read_back(self._reader, logged, self._window_ms, attempt)
-        log.info("recent records read back", fanout_records=fanouts, delivered=delivered)
 
 
 def _quarantine(settings: Settings, record: Message, exc: Exception) -> list[Output]:

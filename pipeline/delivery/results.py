@@ -23,6 +23,11 @@ log = structlog.get_logger(__name__)
 BACKOFF_MAX = 5.0
 
 
+class NotDone(Exception):
+    """A job's results were not all acknowledged (the worker is stopping): its record stays
+    unfinished, so it is read again."""
+
+
 class Results:
     def __init__(self, new_producer: Callable[[], AsyncProducer]) -> None:
         self._new_producer = new_producer
