@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from pipeline.cli import deliveries, dlq, endpoints, events, quarantine, topics
+from pipeline.cli import db, deliveries, dlq, endpoints, events, quarantine, topics
 from pipeline.cli.listen import listen
 from pipeline.cli.receiver import receiver
 from pipeline.cli.replay import replay
@@ -23,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(topics.app, name="topics")
+app.add_typer(db.app, name="db")
 app.add_typer(endpoints.app, name="endpoints")
 app.add_typer(deliveries.app, name="deliveries")
 app.add_typer(dlq.app, name="dlq")
