@@ -49,7 +49,7 @@ ensure_installed() {
 if [[ "$(id -u)" == 0 ]]; then RUN_AS=postgres; else RUN_AS="$(id -un)"; fi
 
 as_owner() {  # run a command as the server's OS user
-  if [[ "$(id -u)" == 0 ]]; then runuser -u "$RUN_AS" -- "$@"; else "$@"; fi
+  if [[ "$(id -u)" == 0 ]]; then (cd / && runuser -u "$RUN_AS" -- "$@"); else "$@"; fi
 }
 
 home_dir() {

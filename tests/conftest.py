@@ -110,13 +110,11 @@ def fresh_database_url(database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def database_settings(
-    settings_factory: Callable[..., Settings], fresh_database_url: str
-) -> Settings:
-    """Settings for this test's stack with its own migrated database (topics not created)."""
+def database_settings(settings_factory: Callable[..., Settings]) -> Settings:
+    """Settings for this test's stack with its own database, migrated (topics not created)."""
     from pipeline.db import migrate
 
-    settings = settings_factory(database_url=fresh_database_url)
+    settings = settings_factory()
     migrate(settings)
     return settings
 
@@ -128,13 +126,17 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def settings_factory(kafka_bootstrap: str, prefix: str) -> Callable[..., Settings]:
-    """Settings for this test's own stack on the session broker, with test-friendly defaults."""
+def settings_factory(
+    kafka_bootstrap: str, prefix: str, fresh_database_url: str
+) -> Callable[..., Settings]:
+    """Settings for this test's own stack on the session broker and its own database (empty:
+    the log sink, or ``database_settings``, migrates it), with test-friendly defaults."""
 
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "kafka_bootstrap": kafka_bootstrap,
             "topic_prefix": prefix,
+            "database_url": fresh_database_url,
             "domain_partitions": 3,
             "delivery_partitions": 3,
             "internal_partitions": 1,

@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from api_fakes import InMemoryDeadLetters, RecordingSender
+from api_fakes import InMemoryDeadLetters, InMemoryDeliveryLog, RecordingSender
 from fastapi.testclient import TestClient
 from test_api import assert_error, make_client, new_account, new_endpoint
 
 from pipeline.delivery.record import Attempt, Delivery, Outcome
-from pipeline.history import DeliveryHistory
 
 
 @pytest.fixture
@@ -26,8 +25,8 @@ def backends(client: TestClient) -> Any:
     return client.app.state.backends  # type: ignore[attr-defined]
 
 
-def history(client: TestClient) -> DeliveryHistory:
-    result: DeliveryHistory = backends(client).history
+def history(client: TestClient) -> InMemoryDeliveryLog:
+    result: InMemoryDeliveryLog = backends(client).delivery_log
     return result
 
 
