@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import settings_env
 from confluent_kafka import Consumer, Producer, TopicPartition
+from conftest import settings_env
 
 from pipeline.db import connect
 from pipeline.delivery.record import Attempt, Delivery
