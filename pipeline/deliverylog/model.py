@@ -9,16 +9,26 @@ from pipeline.delivery.record import Attempt, Delivery
 
 Status = Literal["pending", "retrying", "delivered", "failed"]
 FAILED_OUTCOMES = ("dead_lettered", "endpoint_disabled", "endpoint_deleted")
-"""Outcomes after which nothing more is tried: the delivery has failed (SQL mirrors this in
-:mod:`pipeline.deliverylog.reads`)."""
+"""Outcomes after which nothing more is tried: the delivery has failed."""
 
 
 def status_of(last_outcome: str | None) -> Status:
+    """A delivery's status from its latest attempt's outcome (None: no attempt yet)."""
     if last_outcome is None:
         return "pending"
     if last_outcome == "delivered":
         return "delivered"
     return "failed" if last_outcome in FAILED_OUTCOMES else "retrying"
+
+
+def status_sql(outcome: str) -> str:
+    """:func:`status_of` as a SQL expression of the column or alias ``outcome`` (the sink keeps
+    ``deliveries.status`` with it)."""
+    failed = ", ".join(f"'{o}'" for o in FAILED_OUTCOMES)
+    return (
+        f"CASE WHEN {outcome} IS NULL THEN 'pending' WHEN {outcome} = 'delivered' THEN 'delivered'"
+        f" WHEN {outcome} IN ({failed}) THEN 'failed' ELSE 'retrying' END"
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,8 +1,9 @@
 """The API's reads of the delivery log: SQL that the tables' indexes fit (see migration 0001).
 
-- a page of deliveries: newest first by (created_at, delivery_id) on the account's or the
-  endpoint's index, the cursor being the last pair of the page before; each row's attempt count
-  and last attempt come from the attempts primary key (delivery_id, at, attempt);
+- a page of deliveries: newest first by (created_at, delivery_id) on the account's, the
+  account's and status', or the endpoint's index, the cursor being the last pair of the page
+  before; each row's attempt count and last attempt come from the attempts primary key
+  (delivery_id, at, attempt);
 - one delivery: its row, then its attempts in order, both by delivery id;
 - per-minute stats: the attempts index on (account_id | endpoint_id, at), outcome included.
 
@@ -21,12 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from pipeline.db import unavailable_as_error
 from pipeline.delivery.record import Attempt
-from pipeline.deliverylog.model import FAILED_OUTCOMES, DeliveryView, Page, Status
-
-_STATUS = sql.SQL(
-    "CASE WHEN l.outcome IS NULL THEN 'pending' WHEN l.outcome = 'delivered' THEN 'delivered'"
-    " WHEN l.outcome = ANY({failed}) THEN 'failed' ELSE 'retrying' END"
-).format(failed=sql.Literal(list(FAILED_OUTCOMES)))
+from pipeline.deliverylog.model import DeliveryView, Page, Status
 
 # A delivery's attempts are looked up from its first sighting less an hour (the clocks of the
 # fan-out and the sender may differ), so older attempt partitions are skipped.
@@ -232,7 +228,7 @@ def _filters(
         conditions.append(sql.SQL("d.event_type = %(event_type)s"))
         params["event_type"] = event_type
     if status is not None:
-        conditions.append(sql.SQL("{} = %(status)s").format(_STATUS))
+        conditions.append(sql.SQL("d.status = %(status)s"))
         params["status"] = status
     if since is not None:
         conditions.append(sql.SQL("d.created_at >= %(since)s"))

@@ -14,40 +14,62 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from pipeline.deliverylog import partitions
+from pipeline.deliverylog.model import status_sql
 from pipeline.deliverylog.rows import Rows
 
 PARTITION_LOCK = 0x76_656C_6F76  # serializes partition DDL between sinks (several API processes)
 
-_INSERT_DELIVERIES = """
+_INSERT_DELIVERIES = sql.SQL("""
 INSERT INTO deliveries (delivery_id, created_at, account_id, endpoint_id, event_id, event_type,
-                        event_time, body)
+                        event_time, body, status, last_attempt_at)
 SELECT u.delivery_id, to_timestamp(u.created_ms / 1000.0), u.account_id, u.endpoint_id,
-       u.event_id, u.event_type, u.event_time, u.body
+       u.event_id, u.event_type, u.event_time, u.body, {status}, l.at
 FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],
             %s::bigint[], %s::text[])
      AS u(delivery_id, created_ms, account_id, endpoint_id, event_id, event_type, event_time, body)
+LEFT JOIN LATERAL (
+    SELECT a.at, a.outcome FROM attempts a WHERE a.delivery_id = u.delivery_id
+    ORDER BY a.at DESC, a.attempt DESC LIMIT 1
+) l ON true  -- attempts already written (their topic's batch came first)
 WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.delivery_id = u.delivery_id)
 ON CONFLICT DO NOTHING
-"""
+""").format(status=sql.SQL(status_sql("l.outcome")))
 # NOT EXISTS is safe without a unique delivery id across partitions: every record of one
 # delivery id is on one partition of the deliveries topic (keyed by endpoint id), so one sink
 # writes them, in order; two sinks on one partition (a rebalance) write the same records, which
 # the primary key (delivery_id, created_at) catches.
 
-_INSERT_ATTEMPTS = """
-INSERT INTO attempts (delivery_id, at, attempt, account_id, endpoint_id, event_id, event_type,
-                      status, error, latency_ms, response_excerpt, outcome, next_attempt_at)
-SELECT u.delivery_id, to_timestamp(u.at_ms / 1000.0), u.attempt, u.account_id, u.endpoint_id,
-       u.event_id, u.event_type, u.status, u.error, u.latency_ms, u.response_excerpt, u.outcome,
-       to_timestamp(u.next_ms / 1000.0)
-FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[],
-            %s::int[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::bigint[])
-     AS u(delivery_id, at_ms, attempt, account_id, endpoint_id, event_id, event_type, status,
-          error, latency_ms, response_excerpt, outcome, next_ms)
-ON CONFLICT DO NOTHING
-"""
+_INSERT_ATTEMPTS = sql.SQL("""
+WITH new AS (
+    INSERT INTO attempts (delivery_id, at, attempt, account_id, endpoint_id, event_id,
+                          event_type, status, error, latency_ms, response_excerpt, outcome,
+                          next_attempt_at)
+    SELECT u.delivery_id, to_timestamp(u.at_ms / 1000.0), u.attempt, u.account_id,
+           u.endpoint_id, u.event_id, u.event_type, u.status, u.error, u.latency_ms,
+           u.response_excerpt, u.outcome, to_timestamp(u.next_ms / 1000.0)
+    FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[],
+                %s::text[], %s::int[], %s::text[], %s::float8[], %s::text[], %s::text[],
+                %s::bigint[])
+         AS u(delivery_id, at_ms, attempt, account_id, endpoint_id, event_id, event_type,
+              status, error, latency_ms, response_excerpt, outcome, next_ms)
+    ON CONFLICT DO NOTHING
+    RETURNING delivery_id, at, attempt, outcome
+), latest AS (
+    SELECT DISTINCT ON (delivery_id) delivery_id, at, outcome
+    FROM new ORDER BY delivery_id, at DESC, attempt DESC
+), status AS (
+    UPDATE deliveries d SET status = {status}, last_attempt_at = latest.at
+    FROM latest
+    WHERE d.delivery_id = latest.delivery_id
+      AND (d.last_attempt_at IS NULL OR d.last_attempt_at <= latest.at)
+)
+SELECT count(*) FROM new
+""").format(status=sql.SQL(status_sql("latest.outcome")))
+# Only attempts new to the table move a delivery's status, and only forward in time: a batch
+# written again, or an older attempt read late, changes nothing.
 
 
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
@@ -85,8 +107,8 @@ class LogWriter:
                 cur = conn.execute(_INSERT_DELIVERIES, _columns(rows.deliveries))
                 new_deliveries = cur.rowcount
             if rows.attempts:
-                cur = conn.execute(_INSERT_ATTEMPTS, _columns(rows.attempts))
-                new_attempts = cur.rowcount
+                row = conn.execute(_INSERT_ATTEMPTS, _columns(rows.attempts)).fetchone()
+                new_attempts = row[0] if row else 0
         return new_deliveries, new_attempts
 
     def maintain(

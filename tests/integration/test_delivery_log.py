@@ -198,3 +198,43 @@ def test_partitions_on_demand_and_retention_drops_whole_days(database_settings: 
         writer.write(conn, again)
     assert count(settings, "deliveries") == 2
     assert count(settings, "attempts") == 2
+
+
+def test_the_status_filter_follows_the_latest_attempt_whatever_comes_first(
+    database_settings: Settings,
+) -> None:
+    settings = database_settings
+    early, plain = delivery(1), delivery(2)
+    writer = LogWriter()
+
+    async def statuses(log: DeliveryLog) -> dict[str, list[str]]:
+        out = {}
+        for status in ("pending", "retrying", "delivered", "failed"):
+            page = await log.page("acc_a", status=status)  # type: ignore[arg-type]
+            out[status] = [v.delivery_id for v in page.items]
+        return out
+
+    with connect(settings, autocommit=True) as conn:
+        # the attempts topic's batch first: the delivery's row starts from its attempt
+        writer.write(conn, rows(records([], [attempt(early, 1, NOW + 10, "retry", 500)])))
+        writer.write(conn, rows(records([(early, NOW), (plain, NOW)], [])))
+        assert read(settings, statuses) == {
+            "pending": [plain.delivery_id],
+            "retrying": [early.delivery_id],
+            "delivered": [],
+            "failed": [],
+        }
+        batch = [attempt(early, 2, NOW + 20, "dead_lettered", 500)]
+        batch.append(attempt(plain, 1, NOW + 30, "delivered"))
+        writer.write(conn, rows(records([], batch)))
+        writer.write(conn, rows(records([], batch)))  # again: nothing moves
+        # an older attempt read late does not take the status back
+        writer.write(conn, rows(records([], [attempt(plain, 1, NOW + 5, "retry", 500)])))
+    assert read(settings, statuses) == {
+        "pending": [],
+        "retrying": [],
+        "delivered": [plain.delivery_id],
+        "failed": [early.delivery_id],
+    }
+    got = read(settings, lambda log: log.get("acc_a", plain.delivery_id))
+    assert got.status == "delivered" and got.attempt_count == 2
