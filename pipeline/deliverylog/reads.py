@@ -63,8 +63,15 @@ ORDER BY 1
 """
 
 
+_MIN_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z: datetime's first millisecond
+_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: its last
+
+
 def _time(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+    """A filter's time as a datetime; one past what datetime holds (``since=-99999999d``) is
+    the earliest or latest it holds, which filters the same."""
+    ms = min(max(ms, _MIN_MS), _MAX_MS)
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)
 
 
 def _attempt(view: tuple[Any, ...], row: tuple[Any, ...]) -> Attempt:
@@ -110,8 +117,11 @@ def encode_cursor(view: DeliveryView) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[int, str]:
+    """The (created_at ms, delivery id) a cursor stands for; ValueError for anything else."""
     created, _, delivery_id = cursor[1:].partition("_")
     if not (cursor.startswith("c") and created.isdigit() and delivery_id):
+        raise ValueError("cursor: not a cursor this API gave out")
+    if len(created) > 15 or int(created) > _MAX_MS:
         raise ValueError("cursor: not a cursor this API gave out")
     return int(created), delivery_id
 

@@ -253,3 +253,10 @@ def test_a_database_that_is_down_answers_503_on_the_log_routes_only(
         assert response.headers["retry-after"] == "5"
         assert "connection refused" not in response.text  # the server's detail stays in the log
     assert client.get("/v1/endpoints", headers=t["key_a"]).status_code == 200
+
+
+def test_times_past_what_a_datetime_holds_are_filters_not_errors() -> None:
+    from pipeline.deliverylog.reads import _time
+
+    assert _time(-(10**18)).year == 1 and _time(10**18).year == 9999
+    assert _time(1_795_000_000_123).isoformat() == "2026-11-18T11:06:40.123000+00:00"
