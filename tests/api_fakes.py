@@ -186,7 +186,7 @@ class InMemoryDeliveryLog:
         for attempts in self._attempts.values():
             for a in attempts.values():
                 mine = a.account_id == account_id and endpoint_id in (None, a.endpoint_id)
-                if mine and a.at >= since:
+                if mine and a.at // 60_000 >= since // 60_000:  # the first minute whole
                     counts = buckets.setdefault(a.at // 60_000 * 60_000, {})
                     counts[a.outcome] = counts.get(a.outcome, 0) + 1
         return dict(sorted(buckets.items()))

@@ -25,6 +25,11 @@ def day_of(ms: int) -> dt.date:
     return dt.datetime.fromtimestamp(ms / 1000, UTC).date()
 
 
+def day_start(ms: int) -> dt.datetime:
+    """Midnight UTC of the day of ``ms``."""
+    return dt.datetime.combine(day_of(ms), dt.time(), UTC)
+
+
 def _name(table: str, day: dt.date) -> str:
     return f"{table}_p{day:%Y%m%d}"
 

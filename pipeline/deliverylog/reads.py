@@ -5,7 +5,7 @@
   before; each row's attempt count and last attempt come from the attempts primary key
   (delivery_id, at, attempt);
 - one delivery: its row, then its attempts in order, both by delivery id;
-- per-minute stats: the attempts index on (account_id | endpoint_id, at), outcome included.
+- per-minute stats: ``attempt_minutes`` (kept by the sink), by account or endpoint and minute.
 
 Nothing is held in memory between requests. A database that cannot be reached raises
 :class:`~pipeline.exceptions.DatabaseUnavailable` (the API answers 503).
@@ -55,9 +55,9 @@ ORDER BY a.at, a.attempt
 """
 
 _PER_MINUTE = """
-SELECT (extract(epoch FROM date_trunc('minute', a.at)) * 1000)::bigint, a.outcome, count(*)
-FROM attempts a
-WHERE {who} AND a.at >= %(since)s
+SELECT (extract(epoch FROM m.minute) * 1000)::bigint, m.outcome, sum(m.attempts)::bigint
+FROM attempt_minutes m
+WHERE {who} AND m.minute >= date_trunc('minute', %(since)s)
 GROUP BY 1, 2
 ORDER BY 1
 """
@@ -209,10 +209,11 @@ class DeliveryLog:
     async def per_minute(
         self, account_id: str, *, endpoint_id: str | None, since: int
     ) -> dict[int, dict[str, int]]:
-        """Attempts per minute (unix ms of the minute) by outcome."""
-        who = "a.account_id = %(account)s"
+        """Attempts per minute (unix ms of the minute) by outcome, from the minute of ``since``
+        on (that minute whole)."""
+        who = "m.account_id = %(account)s"
         if endpoint_id is not None:  # the endpoint's index; the account still scopes it
-            who += " AND a.endpoint_id = %(endpoint)s"
+            who += " AND m.endpoint_id = %(endpoint)s"
         query = sql.SQL(_PER_MINUTE).format(who=sql.SQL(who))
         params = {"account": account_id, "endpoint": endpoint_id, "since": _time(since)}
         buckets: dict[int, dict[str, int]] = {}

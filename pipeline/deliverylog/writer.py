@@ -56,7 +56,13 @@ WITH new AS (
          AS u(delivery_id, at_ms, attempt, account_id, endpoint_id, event_id, event_type,
               status, error, latency_ms, response_excerpt, outcome, next_ms)
     ON CONFLICT DO NOTHING
-    RETURNING delivery_id, at, attempt, outcome
+    RETURNING delivery_id, at, attempt, outcome, account_id, endpoint_id
+), minutes AS (
+    INSERT INTO attempt_minutes (account_id, endpoint_id, minute, outcome, attempts)
+    SELECT account_id, endpoint_id, date_trunc('minute', at), outcome, count(*)
+    FROM new GROUP BY 1, 2, 3, 4
+    ON CONFLICT (account_id, minute, endpoint_id, outcome)
+    DO UPDATE SET attempts = attempt_minutes.attempts + excluded.attempts
 ), latest AS (
     SELECT DISTINCT ON (delivery_id) delivery_id, at, outcome
     FROM new ORDER BY delivery_id, at DESC, attempt DESC
@@ -68,8 +74,8 @@ WITH new AS (
 )
 SELECT count(*) FROM new
 """).format(status=sql.SQL(status_sql("latest.outcome")))
-# Only attempts new to the table move a delivery's status, and only forward in time: a batch
-# written again, or an older attempt read late, changes nothing.
+# Only attempts new to the table move a delivery's status (only forward in time) and the
+# per-minute counts: a batch written again, or an older attempt read late, changes nothing.
 
 
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
@@ -114,10 +120,15 @@ class LogWriter:
     def maintain(
         self, conn: psycopg.Connection[Any], now_ms: int, retention_days: float
     ) -> list[str]:
-        """Create the coming days' partitions and drop those past retention."""
+        """Create the coming days' partitions and drop those past retention (and the per-minute
+        counts of those days: a small table, one row per endpoint, minute and outcome)."""
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
             dropped = partitions.drop_expired(conn, now_ms, retention_days)
             partitions.create(conn, partitions.upcoming(now_ms))
+            conn.execute(
+                "DELETE FROM attempt_minutes WHERE minute < %s",
+                (partitions.day_start(partitions.cutoff_ms(now_ms, retention_days)),),
+            )
         self.forget_partitions()
         return dropped

@@ -112,6 +112,9 @@ def test_a_batch_written_twice_adds_nothing_and_the_first_sighting_stays(
         assert writer.write(conn, later) == (0, 1)
     assert count(settings, "deliveries") == 5
     assert count(settings, "attempts") == 6
+    stats = read(settings, lambda log: log.per_minute("acc_a", endpoint_id=None, since=NOW - DAY))
+    assert sum(c.get("delivered", 0) for c in stats.values()) == 5  # not 10: written twice
+    assert sum(c.get("retry", 0) for c in stats.values()) == 1
 
     view = read(settings, lambda log: log.get("acc_a", ds[0].delivery_id))
     assert view.created_at == NOW  # first sighting
@@ -200,6 +203,8 @@ def test_partitions_on_demand_and_retention_drops_whole_days(database_settings: 
         writer.write(conn, again)
     assert count(settings, "deliveries") == 2
     assert count(settings, "attempts") == 2
+    stats = read(settings, lambda log: log.per_minute("acc_a", endpoint_id=None, since=0))
+    assert sum(sum(c.values()) for c in stats.values()) == 2  # the old days' counts went too
 
 
 def test_the_status_filter_follows_the_latest_attempt_whatever_comes_first(
