@@ -51,16 +51,21 @@ class LogSink:
         self._conn: psycopg.Connection[Any] | None = None
         self._migrated = False
         self._next_maintenance = 0.0
-        self.written = 0
-        """Rows (deliveries and attempts) this sink added to the database."""
 
     # Running --------------------------------------------------------------------------
 
     def start(self) -> LogSink:
         """Run in a thread of this process (the API's way)."""
-        self._thread = threading.Thread(target=self.run, name="log-sink", daemon=True)
+        self._thread = threading.Thread(target=self._run_logged, name="log-sink", daemon=True)
         self._thread.start()
         return self
+
+    def _run_logged(self) -> None:
+        try:
+            self.run()
+        except Exception:  # a bug of ours: said loudly (the API goes on; its log stops growing)
+            log.exception("log sink stopped by an error")
+            raise
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
@@ -151,8 +156,7 @@ class LogSink:
             cutoff_ms=cutoff_ms(_now_ms(), self._settings.history_retention_days),
         )
         with unavailable_as_error("delivery log write"):
-            new_deliveries, new_attempts = self._writer.write(self._connection(), rows)
-        self.written += new_deliveries + new_attempts
+            self._writer.write(self._connection(), rows)
 
     def _rewind(self, consumer: Consumer, messages: list[Message]) -> None:
         """Read the batch again next time: back to its first offset in each partition."""
