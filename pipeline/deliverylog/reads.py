@@ -1,4 +1,5 @@
-"""The API's reads of the delivery log: SQL that the tables' indexes fit (see migration 0001).
+"""The API's reads of the delivery log: SQL that the tables' indexes fit (migrations 0001,
+0003 and 0004).
 
 - a page of deliveries: newest first by (created_at, delivery_id) on the account's, the
   account's and status', or the endpoint's index, the cursor being the last pair of the page
