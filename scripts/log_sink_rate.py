@@ -34,7 +34,7 @@ def main() -> None:
     base = load_settings()
     name = f"sinkrate_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(base.database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
     url = urlunsplit(urlsplit(base.database_url)._replace(path=f"/{name}"))
     settings = load_settings(database_url=url, topic_prefix=f"{name}-")
     try:

@@ -101,7 +101,9 @@ def fresh_database_url(database_url: str) -> Iterator[str]:
 
     name = f"t{uuid.uuid4().hex[:16]}"
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        # template0: nobody connects to it (a session on template1 fails CREATE DATABASE)
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE template0")
+        conn.execute(create.format(sql.Identifier(name)))
     parts = urlsplit(database_url)
     yield urlunsplit(parts._replace(path=f"/{name}"))
     with psycopg.connect(database_url, autocommit=True) as conn:

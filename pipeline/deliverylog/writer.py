@@ -31,7 +31,9 @@ FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::te
             %s::bigint[], %s::text[])
      AS u(delivery_id, created_ms, account_id, endpoint_id, event_id, event_type, event_time, body)
 LEFT JOIN LATERAL (
-    SELECT a.at, a.outcome FROM attempts a WHERE a.delivery_id = u.delivery_id
+    SELECT a.at, a.outcome FROM attempts a
+    WHERE a.delivery_id = u.delivery_id
+      AND a.at >= to_timestamp(u.created_ms / 1000.0) - interval '1 hour'  -- recent days only
     ORDER BY a.at DESC, a.attempt DESC LIMIT 1
 ) l ON true  -- attempts already written (their topic's batch came first)
 WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.delivery_id = u.delivery_id)
