@@ -43,12 +43,33 @@ kafka-down: ## Stop the local Kafka broker
 kafka-reset: ## Stop the local broker and delete its data
 	scripts/kafka.sh reset
 
+.PHONY: db
+db: ## Start the local PostgreSQL on 127.0.0.1:5433 (Debian's postgresql, installed when missing as root)
+	scripts/postgres.sh up
+
+.PHONY: db-down
+db-down: ## Stop the local PostgreSQL
+	scripts/postgres.sh down
+
+.PHONY: db-reset
+db-reset: ## Stop the local PostgreSQL and delete its data
+	scripts/postgres.sh reset
+
+.PHONY: migrate
+migrate: install ## Apply the database migrations (starts the local PostgreSQL when VELOURCITY_DATABASE_URL is unset)
+	@[ -n "$$VELOURCITY_DATABASE_URL" ] || scripts/postgres.sh up
+	$(BIN)/velourcity db migrate
+
+# `make demo` and `make test` start the local PostgreSQL unless VELOURCITY_DATABASE_URL names one.
+DB_UNLESS_CONFIGURED = @[ -n "$$VELOURCITY_DATABASE_URL" ] || scripts/postgres.sh up
+
 .PHONY: topics
 topics: kafka ## Create the pipeline's topics (idempotent)
 	$(BIN)/velourcity topics create
 
 .PHONY: demo
 demo: kafka ## Run the pipeline end to end: worker, demo receivers, six events, visible deliveries
+	$(DB_UNLESS_CONFIGURED)
 	$(BIN)/velourcity demo
 
 .PHONY: worker
@@ -56,7 +77,8 @@ worker: topics ## Run one worker against the local broker (start more to scale o
 	$(BIN)/velourcity worker
 
 .PHONY: test
-test: install browser ## Run every test, browser tests included (starts the local broker when none is configured)
+test: install browser ## Run every test, browser tests included (starts the local broker and PostgreSQL when none is configured)
+	$(DB_UNLESS_CONFIGURED)
 	VELOURCITY_REQUIRE_BROWSER=1 $(BIN)/pytest
 
 .PHONY: test-unit
@@ -84,5 +106,5 @@ lint: install ## ruff and mypy
 	$(BIN)/mypy sdk/python/src/velourcity_webhooks
 
 .PHONY: clean
-clean: ## Remove the venv and caches (not the broker's data: see kafka-reset)
+clean: ## Remove the venv and caches (not the broker's or the database's data: see kafka-reset, db-reset)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist sdk/python/src/*.egg-info tools/*.egg-info tools/build

@@ -13,6 +13,7 @@
     │   ├── UnknownFingerprint      written with a schema that is not in schemas/
     │   └── CorruptPayload          truncated or corrupt Avro body
     ├── PublishError                the broker did not acknowledge a record
+    ├── DatabaseUnavailable         PostgreSQL cannot be reached (or refused the connection)
     └── DeliveryOutcome             steers the sender; not a bug (see pipeline.delivery)
         ├── RetryLater(after_seconds)
         └── GiveUp(reason)
@@ -27,6 +28,7 @@ from typing import Any
 __all__ = [
     "ConfigurationError",
     "CorruptPayload",
+    "DatabaseUnavailable",
     "DecodeError",
     "DeliveryOutcome",
     "GiveUp",
@@ -104,6 +106,11 @@ class PublishError(VelourcityError):
         super().__init__(message)
         self.failed = failed or []
         self.published = published or []
+
+
+class DatabaseUnavailable(VelourcityError):
+    """PostgreSQL could not be reached, refused us, or went away mid-transaction (nothing of
+    that transaction was committed). Raised by :mod:`pipeline.db`, chained to psycopg's error."""
 
 
 class DeliveryOutcome(VelourcityError):

@@ -82,7 +82,17 @@ class Settings(BaseSettings):
     again within it (after a crash or rebalance) is not sent again. 0 turns that off."""
 
     history_retention_days: float = Field(default=30.0, gt=0)
-    """How long delivery history (the attempts and deliveries topics) is kept and shown."""
+    """How long delivery history is kept and shown: the attempts and deliveries topics' retention,
+    and the delivery log's day partitions in PostgreSQL (older ones are dropped whole)."""
+
+    # PostgreSQL
+    database_url: str = "postgresql://velourcity:velourcity@127.0.0.1:5433/velourcity"
+    """The delivery log's and the control plane's database (``make db`` starts this one)."""
+    database_pool_size: int = Field(default=10, ge=1)
+    """Most connections one API process holds."""
+    database_timeout: float = Field(default=3.0, gt=0)
+    """Seconds to connect, or to wait for a pooled connection, before the database counts as
+    unavailable (the API then answers 503)."""
 
     # Processes
     worker_role: Literal["all", "fanout", "sender"] = "all"
@@ -113,6 +123,22 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"allowed_networks takes comma-separated CIDRs: {exc}") from exc
         return items
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018  (raises on a port that is not a number)
+        except ValueError as exc:
+            raise ValueError(f"not a URL ({exc})") from exc
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+            raise ValueError("accepted: postgresql://user:password@host:port/database")
+        if not parts.path.strip("/"):
+            raise ValueError("name the database: postgresql://user:password@host:port/database")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -173,7 +199,7 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigurationError(describe_settings_error(exc)) from exc
 
 
-_HIDDEN = ("token", "secret", "password")
+_HIDDEN = ("token", "secret", "password", "database_url")  # a database URL holds a password
 
 
 def describe_settings_error(exc: ValidationError) -> str:

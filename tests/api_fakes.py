@@ -1,4 +1,5 @@
-"""In-memory stand-ins for the Kafka backends, for fast unit tests of the API (tests only).
+"""In-memory stand-ins for the Kafka and PostgreSQL backends, for fast unit tests of the API
+(tests only; the real delivery log's SQL is tested on PostgreSQL in tests/integration).
 
 ``visible_after`` delays when a write shows up in reads (as a cache following a topic does), so
 tests can check that the API waits for its own writes.
@@ -11,10 +12,11 @@ from collections.abc import Callable
 
 from pipeline.accounts import Account, AccountIndex
 from pipeline.api.backends import Backends
-from pipeline.delivery.record import Delivery
+from pipeline.delivery.record import Attempt, Delivery
+from pipeline.deliverylog import DeliveryView, Page, Status
+from pipeline.deliverylog.reads import decode_cursor, encode_cursor
 from pipeline.endpoints import Endpoint
 from pipeline.health import HealthIndex
-from pipeline.history import DeliveryHistory
 
 
 class _Delayed:
@@ -92,6 +94,104 @@ class InMemoryDeadLetters:
         ]
 
 
+class InMemoryDeliveryLog:
+    """The delivery log reader over two lists, fed by ``add_delivery`` / ``add_attempt`` (as the
+    sink would be): first sighting of a delivery id kept, attempts deduplicated by key."""
+
+    def __init__(self) -> None:
+        self._deliveries: dict[str, tuple[Delivery, int]] = {}
+        self._attempts: dict[str, dict[tuple[int, int], Attempt]] = {}
+
+    def add_delivery(self, delivery: Delivery, seen_at: int) -> None:
+        self._deliveries.setdefault(delivery.delivery_id, (delivery, seen_at))
+
+    def add_attempt(self, attempt: Attempt) -> None:
+        self._attempts.setdefault(attempt.delivery_id, {})[(attempt.at, attempt.attempt)] = attempt
+
+    def _view(self, delivery_id: str, *, full: bool = False) -> DeliveryView:
+        d, seen_at = self._deliveries[delivery_id]
+        attempts = tuple(a for _k, a in sorted(self._attempts.get(delivery_id, {}).items()))
+        return DeliveryView(
+            delivery_id=d.delivery_id,
+            event_id=d.event_id,
+            event_type=d.event_type,
+            account_id=d.account_id,
+            endpoint_id=d.endpoint_id,
+            created_at=seen_at,
+            body=d.body.decode(),
+            event_time=d.event_time,
+            attempt_count=len(attempts),
+            last_attempt=attempts[-1] if attempts else None,
+            attempts=attempts if full else (),
+        )
+
+    def _select(
+        self,
+        account_id: str,
+        endpoint_id: str | None,
+        event_type: str | None,
+        status: Status | None,
+        since: int | None,
+        until: int | None,
+    ) -> list[DeliveryView]:
+        views = [self._view(i) for i in self._deliveries]
+        return sorted(
+            (
+                v
+                for v in views
+                if v.account_id == account_id
+                and endpoint_id in (None, v.endpoint_id)
+                and event_type in (None, v.event_type)
+                and status in (None, v.status)
+                and (since is None or v.created_at >= since)
+                and (until is None or v.created_at < until)
+            ),
+            key=lambda v: (v.created_at, v.delivery_id),
+        )
+
+    async def page(
+        self,
+        account_id: str,
+        *,
+        endpoint_id: str | None = None,
+        event_type: str | None = None,
+        status: Status | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        views = self._select(account_id, endpoint_id, event_type, status, since, until)[::-1]
+        if cursor:
+            before = decode_cursor(cursor)
+            views = [v for v in views if (v.created_at, v.delivery_id) < before]
+        items = views[:limit]
+        return Page(items, encode_cursor(items[-1]) if len(views) > limit else None)
+
+    async def get(self, account_id: str, delivery_id: str) -> DeliveryView | None:
+        if delivery_id not in self._deliveries:
+            return None
+        view = self._view(delivery_id, full=True)
+        return view if view.account_id == account_id else None
+
+    async def matching(
+        self, account_id: str, *, endpoint_id: str | None, status: Status, since: int
+    ) -> list[DeliveryView]:
+        return self._select(account_id, endpoint_id, None, status, since, None)
+
+    async def per_minute(
+        self, account_id: str, *, endpoint_id: str | None, since: int
+    ) -> dict[int, dict[str, int]]:
+        buckets: dict[int, dict[str, int]] = {}
+        for attempts in self._attempts.values():
+            for a in attempts.values():
+                mine = a.account_id == account_id and endpoint_id in (None, a.endpoint_id)
+                if mine and a.at // 60_000 >= since // 60_000:  # the first minute whole
+                    counts = buckets.setdefault(a.at // 60_000 * 60_000, {})
+                    counts[a.outcome] = counts.get(a.outcome, 0) + 1
+        return dict(sorted(buckets.items()))
+
+
 def in_memory_backends(visible_after: float = 0.0) -> Backends:
     endpoints, accounts = InMemoryEndpoints(visible_after), InMemoryAccounts(visible_after)
     return Backends(
@@ -99,7 +199,7 @@ def in_memory_backends(visible_after: float = 0.0) -> Backends:
         endpoint_writer=endpoints,
         accounts=accounts,
         account_writer=accounts,
-        history=DeliveryHistory(retention_seconds=30 * 86_400),
+        delivery_log=InMemoryDeliveryLog(),
         delivery_sender=RecordingSender(),
         dead_letters=InMemoryDeadLetters(),
         health=HealthIndex(),

@@ -1,7 +1,10 @@
-"""Shared fixtures: one real Kafka broker per test session, and a fresh topic prefix per test.
+"""Shared fixtures: one real Kafka broker and one real PostgreSQL server per test session, a
+fresh topic prefix and a fresh database per test.
 
 The broker: ``VELOURCITY_KAFKA_BOOTSTRAP`` when set; else testcontainers' Kafka module when a
 Docker engine answers; else the project's own local broker (``scripts/kafka.sh up``).
+PostgreSQL likewise: ``VELOURCITY_DATABASE_URL`` when set (its role may create databases);
+else testcontainers' PostgreSQL module; else ``scripts/postgres.sh up``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -26,6 +30,8 @@ from pipeline.topics import create_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = ROOT / "scripts" / "kafka.sh"
+POSTGRES_SCRIPT = ROOT / "scripts" / "postgres.sh"
+POSTGRES_IMAGE = "postgres:15"
 # The image testcontainers' Kafka module knows how to start (Confluent 8.1 = Apache Kafka 4.1).
 CONTAINER_IMAGE = "confluentinc/cp-kafka:8.1.0"
 
@@ -68,6 +74,53 @@ def kafka_bootstrap() -> Iterator[str]:
     yield "127.0.0.1:9092"
 
 
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """The URL of a real PostgreSQL server (its own database) for the whole session."""
+    if configured := os.environ.get("VELOURCITY_DATABASE_URL"):
+        yield configured
+        return
+    if _docker_engine_answers():
+        from testcontainers.community.postgres import PostgresContainer
+
+        with PostgresContainer(POSTGRES_IMAGE, driver=None) as postgres:
+            yield postgres.get_connection_url()
+        return
+    subprocess.run([str(POSTGRES_SCRIPT), "up"], check=True, timeout=600)
+    done = subprocess.run(
+        [str(POSTGRES_SCRIPT), "url"], check=True, capture_output=True, text=True, timeout=30
+    )
+    yield done.stdout.strip()
+
+
+@pytest.fixture
+def fresh_database_url(database_url: str) -> Iterator[str]:
+    """An empty database of this test's own on the session server (dropped afterwards)."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"t{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # template0: nobody connects to it (a session on template1 fails CREATE DATABASE)
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE template0")
+        conn.execute(create.format(sql.Identifier(name)))
+    parts = urlsplit(database_url)
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        conn.execute(drop.format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def database_settings(settings_factory: Callable[..., Settings]) -> Settings:
+    """Settings for this test's stack with its own database, migrated (topics not created)."""
+    from pipeline.db import migrate
+
+    settings = settings_factory()
+    migrate(settings)
+    return settings
+
+
 @pytest.fixture
 def prefix() -> str:
     """A topic / group prefix of this test's own."""
@@ -75,13 +128,17 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def settings_factory(kafka_bootstrap: str, prefix: str) -> Callable[..., Settings]:
-    """Settings for this test's own stack on the session broker, with test-friendly defaults."""
+def settings_factory(
+    kafka_bootstrap: str, prefix: str, fresh_database_url: str
+) -> Callable[..., Settings]:
+    """Settings for this test's own stack on the session broker and its own database (empty:
+    the log sink, or ``database_settings``, migrates it), with test-friendly defaults."""
 
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "kafka_bootstrap": kafka_bootstrap,
             "topic_prefix": prefix,
+            "database_url": fresh_database_url,
             "domain_partitions": 3,
             "delivery_partitions": 3,
             "internal_partitions": 1,

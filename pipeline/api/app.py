@@ -26,7 +26,11 @@ _ERRORS = {
         (404, "Not found (or another account's)"),
         (413, "Body too large"),
         (422, "A field is missing, of the wrong type, unknown or refused"),
-        (503, "Not ready, not configured, or the broker did not acknowledge the write"),
+        (
+            503,
+            "Not ready, not configured, the broker did not acknowledge the write, or the "
+            "delivery log's database is unavailable",
+        ),
     ]
 }
 
@@ -42,16 +46,18 @@ def create_api(
     resolver: SyncResolver | None = None,
     visible_timeout: float = 5.0,
     max_body_bytes: int = MAX_BODY_BYTES,
+    run_sink: bool = True,
 ) -> FastAPI:
     """The API. Without ``backends`` it reads and writes the Kafka topics of ``settings``,
-    loading them when the server starts (requests before that answer 503)."""
+    loading them when the server starts (requests before that answer 503), and reads the
+    delivery log from PostgreSQL; ``run_sink`` runs the log sink in this process too."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if backends is not None:
             yield
             return
-        async with kafka_backends(settings) as loaded:
+        async with kafka_backends(settings, run_sink=run_sink) as loaded:
             app.state.backends = loaded
             yield
             app.state.backends = None

@@ -1,6 +1,7 @@
-"""What the API reads from and writes to, as small interfaces, and their Kafka implementation.
+"""What the API reads from and writes to, as small interfaces, and their real implementation.
 
-Reads come from in-memory copies of the compacted topics; writes go to Kafka. Unit tests pass
+Accounts and endpoints are read from in-memory copies of the compacted topics and written to
+Kafka; the delivery log is read from PostgreSQL (what the log sink wrote there). Unit tests pass
 the in-memory fakes of ``tests/api_fakes.py`` instead; integration tests use the real ones.
 """
 
@@ -14,11 +15,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pipeline.accounts import Account, AccountCache, AccountWriter
+from pipeline.db import async_pool
 from pipeline.deadletters import read_dead_letters, send_again
 from pipeline.delivery.record import Delivery
+from pipeline.deliverylog import DeliveryView, Page, Status
+from pipeline.deliverylog.reads import DeliveryLog
+from pipeline.deliverylog.sink import LogSink
 from pipeline.endpoints import Endpoint, EndpointCache, EndpointWriter
 from pipeline.health import HealthCache
-from pipeline.history import DeliveryHistory, HistoryFollower
 from pipeline.settings import Settings
 
 
@@ -46,6 +50,34 @@ class AccountSink(Protocol):
 
 class HealthReader(Protocol):
     def get(self, endpoint_id: str) -> dict[str, Any] | None: ...
+
+
+class DeliveryLogReader(Protocol):
+    """The delivery log (:mod:`pipeline.deliverylog.reads`); each method may raise
+    DatabaseUnavailable, and ``page`` raises ValueError for a cursor it did not give out."""
+
+    async def page(
+        self,
+        account_id: str,
+        *,
+        endpoint_id: str | None = None,
+        event_type: str | None = None,
+        status: Status | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page: ...
+
+    async def get(self, account_id: str, delivery_id: str) -> DeliveryView | None: ...
+
+    async def matching(
+        self, account_id: str, *, endpoint_id: str | None, status: Status, since: int
+    ) -> list[DeliveryView]: ...
+
+    async def per_minute(
+        self, account_id: str, *, endpoint_id: str | None, since: int
+    ) -> dict[int, dict[str, int]]: ...
 
 
 class DeliverySender(Protocol):
@@ -91,7 +123,7 @@ class Backends:
     endpoint_writer: EndpointSink
     accounts: AccountReader
     account_writer: AccountSink
-    history: DeliveryHistory
+    delivery_log: DeliveryLogReader
     delivery_sender: DeliverySender
     dead_letters: DeadLetterReader
     health: HealthReader
@@ -99,25 +131,26 @@ class Backends:
 
 @asynccontextmanager
 async def kafka_backends(
-    settings: Settings, ready_seconds: float = 60.0
+    settings: Settings, ready_seconds: float = 60.0, *, run_sink: bool = True
 ) -> AsyncIterator[Backends]:
-    """The Kafka-backed backends, with both caches loaded before the API takes requests."""
+    """The real backends, with the caches loaded before the API takes requests. The delivery log
+    pool opens without waiting for PostgreSQL (reads answer 503 until it answers); with
+    ``run_sink`` this process also runs the log sink (one consumer group across processes)."""
     endpoints, accounts = EndpointCache(settings).start(), AccountCache(settings).start()
     health = HealthCache(settings).start()
-    retention = settings.history_retention_days * 86_400
-    history = DeliveryHistory(retention_seconds=retention)
-    follower = HistoryFollower(settings, history, retention).start()
+    pool = async_pool(settings)
+    await pool.open(wait=False)
+    sink = LogSink(settings).start() if run_sink else None
     try:
         await endpoints.wait_ready_async(ready_seconds)
         await accounts.wait_ready_async(ready_seconds)
         await health.wait_ready_async(ready_seconds)
-        await asyncio.to_thread(follower.wait_ready, ready_seconds)
         yield Backends(
             endpoints=endpoints,
             endpoint_writer=EndpointWriter(settings),
             accounts=accounts,
             account_writer=AccountWriter(settings),
-            history=history,
+            delivery_log=DeliveryLog(pool),
             delivery_sender=KafkaDeliverySender(settings),
             dead_letters=KafkaDeadLetters(settings),
             health=health,
@@ -126,7 +159,9 @@ async def kafka_backends(
         endpoints.stop()
         accounts.stop()
         health.stop()
-        follower.stop()
+        if sink is not None:
+            await asyncio.to_thread(sink.stop)
+        await pool.close()
 
 
 async def until(condition: Callable[[], bool], seconds: float) -> bool:

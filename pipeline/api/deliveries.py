@@ -2,7 +2,8 @@
 letters and per-minute stats. Everything is scoped to the caller's account: another account's
 delivery or endpoint answers 404 exactly like one that does not exist.
 
-Reads come from the delivery history (materialized from the deliveries and attempts topics);
+Reads come from the delivery log (PostgreSQL, sunk from the deliveries and attempts topics;
+503 ``database_unavailable`` while it cannot be reached);
 "send again" writes delivery records to the deliveries topic at attempt 1 of a fresh schedule,
 with the same delivery id and ``webhook-id``, so receivers that dedupe see one webhook.
 """
@@ -17,16 +18,17 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from pipeline.api.backends import DeliveryLogReader
 from pipeline.api.context import Api, ApiDep, CallerDep
 from pipeline.api.endpoints import _own
 from pipeline.api.errors import ApiError, not_found
 from pipeline.api.schemas import Request, _time
 from pipeline.delivery.record import Attempt, Delivery, delivery_id_for
+from pipeline.deliverylog import DeliveryView, Status
 from pipeline.events import EVENT_TYPES
 from pipeline.events.body import render_body
 from pipeline.events.samples import sample_event
 from pipeline.exceptions import InvalidInput
-from pipeline.history import DeliveryHistory, DeliveryView, Status
 from pipeline.times import parse_time
 
 router = APIRouter(tags=["deliveries"])
@@ -72,7 +74,7 @@ class DeliveryOut(BaseModel):
 
     @classmethod
     def of(cls, v: DeliveryView) -> DeliveryOut:
-        last = v.attempts[-1] if v.attempts else None
+        last = v.last_attempt
         return cls(
             id=v.delivery_id,
             event_id=v.event_id,
@@ -82,14 +84,14 @@ class DeliveryOut(BaseModel):
             created_at=_time(v.created_at),
             updated_at=_time(v.updated_at),
             next_attempt_at=None if v.next_attempt_at is None else _time(v.next_attempt_at),
-            attempts=len(v.attempts),
+            attempts=v.attempt_count,
             last_status=last.status if last else None,
         )
 
 
 class DeliveryDetail(DeliveryOut):
     attempts_log: list[AttemptOut]
-    body: str | None = Field(description="The exact JSON body sent; null once out of retention")
+    body: str | None = Field(description="The exact JSON body sent")
 
     @classmethod
     def of(cls, v: DeliveryView) -> DeliveryDetail:
@@ -173,8 +175,8 @@ class Stats(BaseModel):
 # Helpers ------------------------------------------------------------------------------------
 
 
-def _history(api: Api) -> DeliveryHistory:
-    return api.backends.history
+def _log(api: Api) -> DeliveryLogReader:
+    return api.backends.delivery_log
 
 
 def _ms(field: str, text: str | None) -> int | None:
@@ -208,7 +210,7 @@ async def list_deliveries(
     cursor: str | None = None,
 ) -> DeliveryPage:
     try:
-        page = _history(api).page(
+        page = await _log(api).page(
             caller.id,
             endpoint_id=endpoint_id,
             event_type=event_type,
@@ -225,7 +227,7 @@ async def list_deliveries(
 
 @router.get("/v1/deliveries/{delivery_id}", summary="One delivery with all its attempts")
 async def get_delivery(delivery_id: str, api: ApiDep, caller: CallerDep) -> DeliveryDetail:
-    view = _history(api).get(caller.id, delivery_id)
+    view = await _log(api).get(caller.id, delivery_id)
     if view is None:
         raise not_found("delivery", delivery_id)
     return DeliveryDetail.of(view)
@@ -235,14 +237,11 @@ async def get_delivery(delivery_id: str, api: ApiDep, caller: CallerDep) -> Deli
     "/v1/deliveries/{delivery_id}/retry", status_code=202, summary="Send a delivery again now"
 )
 async def retry_delivery(delivery_id: str, api: ApiDep, caller: CallerDep) -> Queued:
-    view = _history(api).get(caller.id, delivery_id)
+    view = await _log(api).get(caller.id, delivery_id)
     if view is None:
         raise not_found("delivery", delivery_id)
     _own(api, caller, view.endpoint_id)  # a deleted endpoint: nothing to send to
-    fresh = view.fresh_delivery()
-    if fresh is None:
-        raise ApiError(409, "body_expired", "this delivery's body is past retention")
-    await _send(api, [fresh])
+    await _send(api, [view.fresh_delivery()])
     return Queued(id=delivery_id)
 
 
@@ -254,11 +253,10 @@ async def retry_delivery(delivery_id: str, api: ApiDep, caller: CallerDep) -> Qu
 async def recover(endpoint_id: str, body: Recover, api: ApiDep, caller: CallerDep) -> Count:
     _own(api, caller, endpoint_id)
     since = _ms("since", body.since) or 0
-    failed = _history(api).matching(
+    failed = await _log(api).matching(
         caller.id, endpoint_id=endpoint_id, status="failed", since=since
     )
-    fresh = [d for v in failed if (d := v.fresh_delivery()) is not None]
-    return Count(queued=await _send(api, fresh))
+    return Count(queued=await _send(api, [v.fresh_delivery() for v in failed]))
 
 
 @router.post(
@@ -344,5 +342,5 @@ async def stats(
     hours: Annotated[float, Query(gt=0, le=24 * 30)] = 6,
 ) -> Stats:
     since = int((time.time() - hours * 3600) * 1000)
-    minutes = _history(api).per_minute(caller.id, endpoint_id=endpoint_id, since=since)
+    minutes = await _log(api).per_minute(caller.id, endpoint_id=endpoint_id, since=since)
     return Stats(minutes=[Minute(minute=_time(m), **counts) for m, counts in minutes.items()])

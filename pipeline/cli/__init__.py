@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from pipeline.cli import deliveries, dlq, endpoints, events, quarantine, topics
+from pipeline.cli import db, deliveries, dlq, endpoints, events, quarantine, topics
 from pipeline.cli.listen import listen
 from pipeline.cli.receiver import receiver
 from pipeline.cli.replay import replay
@@ -23,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(topics.app, name="topics")
+app.add_typer(db.app, name="db")
 app.add_typer(endpoints.app, name="endpoints")
 app.add_typer(deliveries.app, name="deliveries")
 app.add_typer(dlq.app, name="dlq")
@@ -69,12 +70,30 @@ def worker() -> None:
 
 
 @app.command()
-def api(host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Serve the REST API (accounts, API keys, endpoints)."""
+def api(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    no_sink: bool = typer.Option(
+        False, "--no-sink", help="Do not run the delivery log sink here (run velourcity log-sink)"
+    ),
+) -> None:
+    """Serve the REST API and the dashboard; runs the delivery log sink too unless --no-sink."""
     from pipeline.api.server import serve  # fastapi + uvicorn: import them only here
     from pipeline.settings import load_settings
 
-    serve(load_settings(), host=host, port=port)
+    serve(load_settings(), host=host, port=port, run_sink=not no_sink)
+
+
+@app.command("log-sink")
+def log_sink() -> None:
+    """Write the deliveries and attempts topics into the delivery log (PostgreSQL) on its own."""
+    from pipeline.deliverylog.sink import run_log_sink
+    from pipeline.observability import configure_logging
+    from pipeline.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings)
+    run_log_sink(settings)
 
 
 def main() -> None:

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from api_fakes import InMemoryDeadLetters, RecordingSender
+from api_fakes import InMemoryDeadLetters, InMemoryDeliveryLog, RecordingSender
 from fastapi.testclient import TestClient
 from test_api import assert_error, make_client, new_account, new_endpoint
 
 from pipeline.delivery.record import Attempt, Delivery, Outcome
-from pipeline.history import DeliveryHistory
+from pipeline.exceptions import DatabaseUnavailable
 
 
 @pytest.fixture
@@ -26,8 +26,8 @@ def backends(client: TestClient) -> Any:
     return client.app.state.backends  # type: ignore[attr-defined]
 
 
-def history(client: TestClient) -> DeliveryHistory:
-    result: DeliveryHistory = backends(client).history
+def history(client: TestClient) -> InMemoryDeliveryLog:
+    result: InMemoryDeliveryLog = backends(client).delivery_log
     return result
 
 
@@ -228,3 +228,35 @@ def test_endpoint_health_shows_the_breaker_reported_by_the_workers(client, two_a
     assert (health["breaker"], health["consecutive_failures"]) == ("open", 10)
     assert health["since"].startswith("2026-")
     assert_error(client.get(path, headers=t["key_b"]), 404, "not_found")
+
+
+def test_a_database_that_is_down_answers_503_on_the_log_routes_only(
+    client, two_accounts, monkeypatch
+) -> None:
+    t = two_accounts
+
+    async def down(*_args: Any, **_kwargs: Any) -> None:
+        raise DatabaseUnavailable("delivery log: PostgreSQL is unavailable (connection refused)")
+
+    for name in ("page", "get", "matching", "per_minute"):
+        monkeypatch.setattr(history(client), name, down)
+    for method, path, body in [
+        ("get", "/v1/deliveries", None),
+        ("get", "/v1/deliveries/dlv_x", None),
+        ("post", "/v1/deliveries/dlv_x/retry", None),
+        ("post", f"/v1/endpoints/{t['ep_a']}/recover", {"since": "-1h"}),
+        ("get", "/v1/stats/deliveries", None),
+    ]:
+        extra = {"json": body} if body else {}
+        response = getattr(client, method)(path, headers=t["key_a"], **extra)
+        assert_error(response, 503, "database_unavailable")
+        assert response.headers["retry-after"] == "5"
+        assert "connection refused" not in response.text  # the server's detail stays in the log
+    assert client.get("/v1/endpoints", headers=t["key_a"]).status_code == 200
+
+
+def test_times_past_what_a_datetime_holds_are_filters_not_errors() -> None:
+    from pipeline.deliverylog.reads import _time
+
+    assert _time(-(10**18)).year == 1 and _time(10**18).year == 9999
+    assert _time(1_795_000_000_123).isoformat() == "2026-11-18T11:06:40.123000+00:00"

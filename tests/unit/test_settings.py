@@ -95,6 +95,28 @@ def test_secrets_are_never_echoed() -> None:
     assert "not" not in str(raised.value).replace("<hidden>", "")
 
 
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("mysql://u:hunter2@db/x", "accepted: postgresql://"),
+        ("postgresql://u:hunter2@db:port/x", "not a URL"),
+        ("postgresql://u:hunter2@db:5432", "name the database"),
+    ],
+)
+def test_a_bad_database_url_is_one_line_without_its_password(url: str, says: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(database_url=url)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert f"VELOURCITY_DATABASE_URL=<hidden>: {says}" in message
+    assert "hunter2" not in message
+
+
+def test_a_database_url_is_taken_as_given() -> None:
+    url = "postgres://app:pw@db.internal:6432/hooks?sslmode=require"
+    assert load_settings(database_url=url).database_url == url
+
+
 def test_the_cli_prints_one_line_and_fails(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VELOURCITY_")}
     env["VELOURCITY_LOG_LEVEL"] = "verbose"
