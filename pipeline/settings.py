@@ -10,7 +10,7 @@ import ipaddress
 import os
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.exceptions import ConfigurationError
@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     """Where a worker serves Prometheus ``/metrics``; 0 turns it off."""
     admin_token: SecretStr | None = None
+    public_url: HttpUrl | None = None
+    """The dashboard's address as partners reach it (e.g. ``https://hooks.velourcity.com``):
+    where portal links point. None: the address the request for the link came to."""
 
     @field_validator("allowed_networks", mode="before")
     @classmethod
