@@ -4,11 +4,19 @@ revocation and the audit log. (The SQL store is tested on PostgreSQL in tests/in
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
+import pytest
 from fastapi.testclient import TestClient
-from test_api import ADMIN, client, make_client, new_account, new_endpoint  # noqa: F401
+from test_api import ADMIN, make_client, new_account, new_endpoint
 
 from pipeline.portal import TOKEN_PREFIX
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    with make_client() as client:
+        yield client
 
 
 def portal_link(client: TestClient, key: dict[str, str], **body: object) -> dict[str, object]:
@@ -38,9 +46,9 @@ def test_a_link_opens_the_dashboard_for_one_account_with_its_token_in_the_fragme
 
 
 def test_the_public_url_setting_is_where_links_point() -> None:
-    with make_client(public_url="https://hooks.velourcity.example/") as client:
-        _, key = new_account(client)
-        link = portal_link(client, key)
+    with make_client(public_url="https://hooks.velourcity.example/") as public:
+        _, key = new_account(public)
+        link = portal_link(public, key)
         assert link["url"] == f"https://hooks.velourcity.example/#portal={link['token']}"
 
 
@@ -141,7 +149,7 @@ def test_revoked_and_expired_links_stop_working_at_once(client: TestClient) -> N
 
 
 def test_operators_make_and_revoke_links_for_any_account(client: TestClient) -> None:
-    account_id, key = new_account(client)
+    account_id, _ = new_account(client)
     response = client.post(
         f"/v1/accounts/{account_id}/portal-link", json={"scope": "full"}, headers=ADMIN
     )
