@@ -141,7 +141,12 @@ def run_bench(
         "workers": workers,
         "http_client": http_client,
         "worker_event_loop": event_loop,
-        "tracing": None if collector is None else {"spans_exported": collector.count},
+        "tracing": None
+        if collector is None
+        else {
+            "spans_exported": collector.count,
+            "sample_ratio": Settings().trace_sample_ratio,  # VELOURCITY_TRACE_SAMPLE_RATIO
+        },
         "command": command,
         "started_at": started_at,
         **report.headline(results),

@@ -66,8 +66,9 @@ def bench(
         bool,
         typer.Option(
             "--tracing",
-            help="Tracing on: the workers and the load generator export every span over"
-            " OTLP/HTTP to a collector the bench runs on 127.0.0.1 (what tracing costs).",
+            help="Tracing on: the workers and the load generator export their spans over"
+            " OTLP/HTTP to a collector the bench runs on 127.0.0.1 (what tracing costs;"
+            " VELOURCITY_TRACE_SAMPLE_RATIO samples).",
         ),
     ] = False,
 ) -> None:

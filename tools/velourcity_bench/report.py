@@ -332,7 +332,10 @@ def _tracing(report: dict[str, Any]) -> str:
     tracing = report.get("tracing")
     if not tracing:
         return ", tracing off"
-    return f", **tracing on**: {tracing['spans_exported']:,} spans exported over OTLP/HTTP"
+    return (
+        f", **tracing on** (sample ratio {tracing['sample_ratio']:g}):"
+        f" {tracing['spans_exported']:,} spans exported over OTLP/HTTP"
+    )
 
 
 def markdown(report: dict[str, Any]) -> str:
