@@ -10,7 +10,7 @@ import ipaddress
 import os
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.exceptions import ConfigurationError
@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = None
     """OpenTelemetry collector (OTLP/HTTP, e.g. ``http://collector:4318``): spans from publish
     to each attempt are exported there (:mod:`pipeline.tracing`). None: tracing off."""
+    trace_sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    """Share of traces recorded when tracing is on, decided where a trace starts (the
+    publisher) and followed downstream: 0.01 keeps one event in a hundred, at a fraction of
+    the cost of recording all (see Tracing in the README)."""
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     """The worker's event loop: uvloop (libuv; 12-16 % less CPU a delivery than asyncio's
     own loop in the bench's sender-alone scenario) or Python's ``asyncio`` loop."""
@@ -112,6 +116,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     """Where a worker serves Prometheus ``/metrics``; 0 turns it off."""
     admin_token: SecretStr | None = None
+    public_url: HttpUrl | None = None
+    """The dashboard's address as partners reach it (e.g. ``https://hooks.velourcity.com``):
+    where portal links point. None: the address the request for the link came to."""
 
     @field_validator("allowed_networks", mode="before")
     @classmethod

@@ -7,8 +7,11 @@ tests can check that the API waits for its own writes.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 from pipeline.accounts import Account, AccountIndex
 from pipeline.api.backends import Backends
@@ -17,6 +20,12 @@ from pipeline.deliverylog import DeliveryView, Page, Status
 from pipeline.deliverylog.reads import decode_cursor, encode_cursor
 from pipeline.endpoints import Endpoint
 from pipeline.health import HealthIndex
+from pipeline.portal import AuditEntry, PortalLink, Scope, hash_token, new_token
+from pipeline.portal.model import new_link_id
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class _Delayed:
@@ -192,6 +201,88 @@ class InMemoryDeliveryLog:
         return dict(sorted(buckets.items()))
 
 
+class InMemoryPortal:
+    """Portal links and the audit log in dicts, with the same rules as the SQL store."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, PortalLink] = {}
+        self.hashes: dict[bytes, str] = {}
+        self.entries: list[AuditEntry] = []
+
+    async def create(
+        self, account_id: str, *, scope: Scope, ttl_seconds: int, label: str, created_by: str
+    ) -> tuple[PortalLink, str]:
+        token, now = new_token(), _now_ms()
+        link = PortalLink(
+            id=new_link_id(),
+            account_id=account_id,
+            scope=scope,
+            label=label,
+            created_by=created_by,
+            created_at=now,
+            expires_at=now + ttl_seconds * 1000,
+        )
+        self.stored[link.id], self.hashes[hash_token(token)] = link, link.id
+        detail = {"link_id": link.id, "scope": scope, "label": label, "expires_at": link.expires_at}
+        await self.record(account_id, created_by, "portal_link.created", detail)
+        return link, token
+
+    async def authenticate(self, token: str) -> PortalLink | None:
+        link = self.stored.get(self.hashes.get(hash_token(token), ""))
+        if link is None or not link.active(_now_ms()):
+            return None
+        if link.last_used_at is None:
+            await self.record(link.account_id, link.actor, "portal_link.opened", {})
+        self.stored[link.id] = dataclasses.replace(link, last_used_at=_now_ms())
+        return link
+
+    async def links_of(self, account_id: str) -> list[PortalLink]:
+        mine = [link for link in self.stored.values() if link.account_id == account_id]
+        return sorted(mine, key=lambda link: (link.created_at, link.id), reverse=True)
+
+    async def links(self, account_id: str, limit: int) -> list[PortalLink]:
+        return (await self.links_of(account_id))[:limit]
+
+    async def revoke(self, account_id: str, link_id: str, actor: str) -> PortalLink | None:
+        link = self.stored.get(link_id)
+        if link is None or link.account_id != account_id:
+            return None
+        link = dataclasses.replace(link, revoked_at=link.revoked_at or _now_ms())
+        self.stored[link_id] = link
+        await self.record(account_id, actor, "portal_link.revoked", {"link_id": link_id})
+        return link
+
+    async def revoke_all(self, account_id: str, actor: str) -> int:
+        now = _now_ms()
+        active = [link for link in await self.links_of(account_id) if link.active(now)]
+        for link in active:
+            self.stored[link.id] = dataclasses.replace(link, revoked_at=now)
+        detail = {"link_ids": [link.id for link in active]}
+        await self.record(account_id, actor, "portal_link.revoked_all", detail)
+        return len(active)
+
+    async def record(
+        self, account_id: str, actor: str, action: str, detail: dict[str, Any]
+    ) -> None:
+        entry = AuditEntry(
+            id=len(self.entries) + 1,
+            account_id=account_id,
+            at=_now_ms(),
+            actor=actor,
+            action=action,
+            detail=detail,
+        )
+        self.entries.append(entry)
+
+    async def audit(self, account_id: str, limit: int, before: int | None) -> list[AuditEntry]:
+        mine = [
+            e
+            for e in reversed(self.entries)
+            if e.account_id == account_id and (before is None or e.id < before)
+        ]
+        return mine[:limit]
+
+
 def in_memory_backends(visible_after: float = 0.0) -> Backends:
     endpoints, accounts = InMemoryEndpoints(visible_after), InMemoryAccounts(visible_after)
     return Backends(
@@ -203,4 +294,5 @@ def in_memory_backends(visible_after: float = 0.0) -> Backends:
         delivery_sender=RecordingSender(),
         dead_letters=InMemoryDeadLetters(),
         health=HealthIndex(),
+        portal=InMemoryPortal(),
     )

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from pipeline.api import accounts, catalog, dashboard, deliveries, endpoints
+from pipeline.api import accounts, catalog, dashboard, deliveries, endpoints, portal
 from pipeline.api.backends import Backends, kafka_backends
 from pipeline.api.context import ApiConfig
 from pipeline.api.errors import BodyLimit, ErrorBody, install_error_handlers
@@ -23,6 +23,7 @@ _ERRORS = {
     for status, what in [
         (400, "Malformed JSON"),
         (401, "Missing or wrong credentials"),
+        (403, "A portal link may not do this (read-only, or it needs the account's API key)"),
         (404, "Not found (or another account's)"),
         (413, "Body too large"),
         (422, "A field is missing, of the wrong type, unknown or refused"),
@@ -81,7 +82,9 @@ def create_api(
     app.include_router(endpoints.router)
     app.include_router(deliveries.router)
     app.include_router(catalog.router)
+    app.include_router(portal.router)
     app.include_router(dashboard.router)
+    portal.install_audit(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     install_metrics(app)
     return app

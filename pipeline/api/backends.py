@@ -23,6 +23,7 @@ from pipeline.deliverylog.reads import DeliveryLog
 from pipeline.deliverylog.sink import LogSink
 from pipeline.endpoints import Endpoint, EndpointCache, EndpointWriter
 from pipeline.health import HealthCache
+from pipeline.portal import PortalLinks, PortalStore
 from pipeline.settings import Settings
 
 
@@ -127,6 +128,7 @@ class Backends:
     delivery_sender: DeliverySender
     dead_letters: DeadLetterReader
     health: HealthReader
+    portal: PortalStore
 
 
 @asynccontextmanager
@@ -154,6 +156,7 @@ async def kafka_backends(
             delivery_sender=KafkaDeliverySender(settings),
             dead_letters=KafkaDeadLetters(settings),
             health=health,
+            portal=PortalLinks(pool),
         )
     finally:
         endpoints.stop()

@@ -14,10 +14,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pipeline.accounts import Account
-from pipeline.accounts.model import KEY_PREFIX
+from pipeline.accounts.model import KEY_PREFIX, key_prefix
 from pipeline.api.backends import Backends, until
 from pipeline.api.errors import ApiError
 from pipeline.delivery.ssrf import SyncResolver
+from pipeline.portal import TOKEN_PREFIX, PortalLink
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -89,16 +90,67 @@ def _admin(
         raise _unauthorized("the admin token is wrong")
 
 
-def _account(
-    api: ApiDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_key_scheme)]
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def _account(
+    request: Request,
+    api: ApiDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_key_scheme)],
 ) -> Account:
+    """The calling account, from an API key or a portal link's token.
+
+    A portal link's caller is kept on ``request.state.portal_link`` (for the scope checks below
+    and the audit log); a read-only link may only read.
+    """
     if credentials is None:
         raise _unauthorized(f"send an API key as 'Authorization: Bearer {KEY_PREFIX}...'")
-    account = api.backends.accounts.authenticate(credentials.credentials)
-    if account is None:
-        raise _unauthorized("the API key is wrong or revoked")
+    token = credentials.credentials
+    if not token.startswith(TOKEN_PREFIX):
+        account = api.backends.accounts.authenticate(token)
+        if account is None:
+            raise _unauthorized("the API key is wrong or revoked")
+        request.state.actor = f"key:{key_prefix(token)}"
+        return account
+    link = await api.backends.portal.authenticate(token)
+    portal_account = None if link is None else api.backends.accounts.get(link.account_id)
+    if link is None or portal_account is None:
+        raise _unauthorized("the portal link has expired or was revoked: ask for a new one")
+    request.state.portal_link = link
+    request.state.actor = link.actor
+    if link.scope == "read" and request.method not in SAFE_METHODS:
+        raise _forbidden("read_only", "this portal link is read-only: it cannot change anything")
+    return portal_account
+
+
+def _forbidden(code: str, message: str) -> ApiError:
+    return ApiError(403, code, message)
+
+
+def portal_link_of(request: Request) -> PortalLink | None:
+    """The portal link this request came with (None: an API key or the admin token)."""
+    link: PortalLink | None = getattr(request.state, "portal_link", None)
+    return link
+
+
+def _key_holder(request: Request, account: Annotated[Account, Depends(_account)]) -> Account:
+    if portal_link_of(request) is not None:
+        message = "a portal link cannot do this: it needs the account's API key"
+        raise _forbidden("api_key_required", message)
+    return account
+
+
+def _full_scope(request: Request, account: Annotated[Account, Depends(_account)]) -> Account:
+    link = portal_link_of(request)
+    if link is not None and link.scope != "full":
+        raise _forbidden("read_only", "a read-only portal link cannot reveal secrets")
     return account
 
 
 AdminDep = Depends(_admin)
 CallerDep = Annotated[Account, Depends(_account)]
+"""An API key or a portal link (a read-only one on reads only)."""
+KeyHolderDep = Annotated[Account, Depends(_key_holder)]
+"""An API key only: what a portal link must never do (portal links, the audit log)."""
+FullScopeDep = Annotated[Account, Depends(_full_scope)]
+"""An API key or a full-scope portal link: revealing an endpoint's secret or headers."""

@@ -13,7 +13,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 from fastapi import APIRouter, Query, Response
 
 from pipeline.accounts import Account
-from pipeline.api.context import Api, ApiDep, CallerDep
+from pipeline.api.context import Api, ApiDep, CallerDep, FullScopeDep
 from pipeline.api.errors import ApiError, not_found
 from pipeline.api.schemas import (
     EndpointCreate,
@@ -170,13 +170,13 @@ async def enable_endpoint(endpoint_id: str, api: ApiDep, caller: CallerDep) -> E
 
 
 @router.get("/{endpoint_id}/headers", summary="The endpoint's custom headers, unmasked")
-async def endpoint_headers(endpoint_id: str, api: ApiDep, caller: CallerDep) -> EndpointHeaders:
+async def endpoint_headers(endpoint_id: str, api: ApiDep, caller: FullScopeDep) -> EndpointHeaders:
     endpoint = _own(api, caller, endpoint_id)
     return EndpointHeaders(id=endpoint.id, headers=dict(endpoint.headers))
 
 
 @router.get("/{endpoint_id}/secret", summary="The endpoint's signing secret")
-async def endpoint_secret(endpoint_id: str, api: ApiDep, caller: CallerDep) -> EndpointSecret:
+async def endpoint_secret(endpoint_id: str, api: ApiDep, caller: FullScopeDep) -> EndpointSecret:
     endpoint = _own(api, caller, endpoint_id)
     return EndpointSecret(id=endpoint.id, secret=endpoint.secret)
 

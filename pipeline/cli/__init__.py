@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from pipeline.cli import db, deliveries, dlq, endpoints, events, quarantine, topics
+from pipeline.cli import db, deliveries, dlq, endpoints, events, portal, quarantine, topics
 from pipeline.cli.listen import listen
 from pipeline.cli.receiver import receiver
 from pipeline.cli.replay import replay
@@ -28,6 +28,7 @@ app.add_typer(endpoints.app, name="endpoints")
 app.add_typer(deliveries.app, name="deliveries")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(quarantine.app, name="quarantine")
+app.add_typer(portal.app, name="portal-links")
 app.command("trigger")(events.trigger)
 app.command("receiver")(receiver)
 app.command("listen")(listen)

@@ -95,6 +95,7 @@ def test_bench_all_scenarios_short_form(kafka_bootstrap: str, tmp_path: Path) ->
     )
     assert report["http_client"] == "aiohttp"  # the production defaults are what is measured
     assert report["worker_event_loop"] == "uvloop"
+    assert report["tracing"] is None  # off unless --tracing
     assert [t["target"] for t in report["targets"]] == list(TARGETS)  # met or not
     assert {t["met"] for t in report["targets"]} <= {"yes", "least acceptable only", "no"}
 

@@ -381,3 +381,60 @@ def test_endpoint_tools_on_in_memory_backends(chromium: Path) -> None:
             raise
         finally:
             browser.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_portal_link_signs_a_teammate_in_for_one_account(chromium: Path) -> None:
+    """A read-only link opens the dashboard signed in (token out of the address bar, write
+    controls gone); a full one shows them; a revoked one signs the tab out saying why."""
+    from playwright.sync_api import expect, sync_playwright
+
+    settings = Settings(admin_token=ADMIN_TOKEN, allowed_networks="127.0.0.0/8")
+    app = create_api(settings, backends=in_memory_backends())
+    with _serve(app) as url, sync_playwright() as playwright:
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        created = httpx.post(
+            f"{url}/v1/accounts", json={"name": "Lyon Bistro"}, headers=admin, timeout=30
+        ).json()
+        key = {"Authorization": f"Bearer {created['api_key']}"}
+        endpoint = httpx.post(
+            f"{url}/v1/endpoints", json={"url": "http://127.0.0.1:9/hooks"}, headers=key
+        ).json()
+        read = httpx.post(f"{url}/v1/portal-links", json={"label": "ana"}, headers=key).json()
+        full = httpx.post(
+            f"{url}/v1/accounts/{created['id']}/portal-link", json={"scope": "full"}, headers=admin
+        ).json()
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        page_errors: list[str] = []
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+            page.on("console", lambda msg: page_errors.extend(_console_error(msg)))
+            expect.set_options(timeout=15_000)
+            page.goto(read["url"])
+            expect(page.get_by_test_id("portal-banner")).to_contain_text("Lyon Bistro")
+            expect(page.get_by_test_id("portal-banner")).to_contain_text("read-only")
+            assert "#portal" not in page.url and read["token"] not in page.url
+            expect(page.get_by_test_id("endpoint-item")).to_have_count(1)
+            page.get_by_test_id("endpoint-item").click()
+            expect(page.get_by_test_id("detail-url")).to_have_text(endpoint["url"])
+            expect(page.get_by_test_id("create-endpoint-form")).to_be_hidden()
+            expect(page.get_by_test_id("edit-endpoint")).to_be_hidden()
+            expect(page.get_by_test_id("reveal-secret")).to_be_hidden()
+            expect(page.get_by_test_id("send-test")).to_be_hidden()
+
+            page.goto(full["url"])  # another link in the same tab replaces the first
+            expect(page.get_by_test_id("portal-banner")).to_contain_text("full access")
+            page.get_by_test_id("endpoint-item").click()
+            expect(page.get_by_test_id("edit-endpoint")).to_be_visible()
+            expect(page.get_by_test_id("create-endpoint-form")).to_be_visible()
+
+            revoked = httpx.delete(f"{url}/v1/portal-links/{full['id']}", headers=key)
+            assert revoked.status_code == 200
+            expect(page.get_by_test_id("sign-in-error")).to_contain_text(
+                "portal link has expired or was revoked"
+            )
+            expect(page.get_by_test_id("sign-in-form")).to_be_visible()
+            assert page_errors == []
+        finally:
+            browser.close()

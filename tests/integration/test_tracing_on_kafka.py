@@ -4,15 +4,12 @@ are one trace, each span the child of the one before, and the webhook carries it
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from test_delivery import publish, register
+from velourcity_bench.collector import SpanCollector
 
 from pipeline import tracing
 from pipeline.events.samples import sample_event
@@ -21,50 +18,11 @@ from pipeline.topics import create_topics
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 
 
-class Collector:
-    """Receives OTLP/HTTP trace exports; keeps every span with its service name."""
-
-    def __init__(self) -> None:
-        self.spans: list[tuple[str, Any]] = []
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                for resource in request.resource_spans:
-                    service = next(
-                        a.value.string_value
-                        for a in resource.resource.attributes
-                        if a.key == "service.name"
-                    )
-                    for scope in resource.scope_spans:
-                        collector.spans.extend((service, s) for s in scope.spans)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def named(self, name: str) -> list[tuple[str, Any]]:
-        return [(service, s) for service, s in self.spans if s.name == name]
-
-
 @pytest.fixture
-def collector() -> Iterator[Collector]:
-    found = Collector()
+def collector() -> Iterator[SpanCollector]:
+    found = SpanCollector(keep=True)
     yield found
-    found.server.shutdown()
-    found.server.server_close()
+    found.close()
     tracing.shutdown()  # this process's publisher traced too
 
 

@@ -156,3 +156,20 @@ def test_a_partner_may_not_set_the_trace_headers() -> None:
     for name in ("traceparent", "TraceState"):
         with pytest.raises(InvalidEndpoint, match="set by the pipeline"):
             check_headers({name: THEIRS})
+
+
+def test_sampling_is_decided_where_a_trace_starts_and_followed_after() -> None:
+    exporter = InMemorySpanExporter()
+    unsampled = SETTINGS.model_copy(update={"trace_sample_ratio": 0.0})
+    assert tracing.configure(unsampled, "test", exporter=exporter)
+    try:
+        _, request = fan_out_and_send(None)  # a trace that starts here, at ratio 0
+        assert exporter.get_finished_spans() == ()  # nothing recorded nor exported
+        flags = int(request.headers["traceparent"].rsplit("-", 1)[1], 16)
+        assert flags & 1 == 0  # the context goes on, its "sampled" bit clear
+        _, request = fan_out_and_send(THEIRS)  # the publisher sampled it: followed here
+        names = sorted(s.name for s in exporter.get_finished_spans())
+        assert names == ["POST webhook", "fanout order.created"]
+        assert int(request.headers["traceparent"].rsplit("-", 1)[1], 16) & 1 == 1
+    finally:
+        tracing.shutdown()

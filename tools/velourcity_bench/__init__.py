@@ -18,6 +18,7 @@ import orjson
 
 from pipeline.settings import Settings
 from velourcity_bench import report
+from velourcity_bench.collector import SpanCollector
 from velourcity_bench.limits import kafka_rate
 from velourcity_bench.profile import Profiler, py_spy
 from velourcity_bench.scenarios import LATENCY_RATES, SCENARIOS, Options
@@ -95,6 +96,7 @@ def run_bench(
     event_loop: str = "uvloop",
     profile: bool = False,
     latency_rates: Sequence[int] = LATENCY_RATES,
+    tracing: bool = False,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run one scenario (or ``all``), measure the limits, write the report under ``out``
@@ -110,6 +112,7 @@ def run_bench(
     profiler = Profiler(out / "profiles") if profile else None
     if profiler is not None:
         py_spy()  # fail now, not after the limits, when it is missing
+    collector = SpanCollector() if tracing else None
     options = Options(
         bootstrap,
         duration,
@@ -120,19 +123,30 @@ def run_bench(
         event_loop,
         profiler,
         tuple(latency_rates),
+        None if collector is None else collector.url,
     )
     limits = measure_limits(bootstrap, min(duration, 10.0), log_dir, progress)
     results: dict[str, dict[str, Any]] = {}
-    for name in names:
-        progress(f"{name}: starting")
-        results[name] = SCENARIOS[name](options)
-        progress(f"{name}: {results[name]['deliveries_per_second']:,} deliveries/s")
+    try:
+        for name in names:
+            progress(f"{name}: starting")
+            results[name] = SCENARIOS[name](options)
+            progress(f"{name}: {results[name]['deliveries_per_second']:,} deliveries/s")
+    finally:
+        if collector is not None:
+            collector.close()
     result: dict[str, Any] = {
         "scenario": scenario,
         "duration_s": duration,
         "workers": workers,
         "http_client": http_client,
         "worker_event_loop": event_loop,
+        "tracing": None
+        if collector is None
+        else {
+            "spans_exported": collector.count,
+            "sample_ratio": Settings().trace_sample_ratio,  # VELOURCITY_TRACE_SAMPLE_RATIO
+        },
         "command": command,
         "started_at": started_at,
         **report.headline(results),

@@ -62,6 +62,15 @@ def bench(
             help="The latency scenario's offered rates (events/s), comma-separated.",
         ),
     ] = DEFAULT_RATES,
+    tracing: Annotated[
+        bool,
+        typer.Option(
+            "--tracing",
+            help="Tracing on: the workers and the load generator export their spans over"
+            " OTLP/HTTP to a collector the bench runs on 127.0.0.1 (what tracing costs;"
+            " VELOURCITY_TRACE_SAMPLE_RATIO samples).",
+        ),
+    ] = False,
 ) -> None:
     """Measure throughput, latency, CPU and memory on the running broker
     (VELOURCITY_KAFKA_BOOTSTRAP) with the pipeline's own workers and a fast local receiver;
@@ -96,6 +105,7 @@ def bench(
         event_loop=event_loop,
         profile=profile,
         latency_rates=latency_rates,
+        tracing=tracing,
         progress=progress,
     )
     if as_json:

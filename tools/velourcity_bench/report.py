@@ -328,13 +328,25 @@ def _profile_lines(profiles: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _tracing(report: dict[str, Any]) -> str:
+    tracing = report.get("tracing")
+    if not tracing:
+        return ", tracing off"
+    return (
+        f", **tracing on** (sample ratio {tracing['sample_ratio']:g}):"
+        f" {tracing['spans_exported']:,} spans exported over OTLP/HTTP"
+    )
+
+
 def markdown(report: dict[str, Any]) -> str:
     scenarios: dict[str, dict[str, Any]] = report["scenarios"]
     m = report["machine"]
     lines = [
         f"Command: `{report['command']}` ({report['started_at']}, **{report['workers']} worker"
         f" process(es)** with the {report['http_client']} transport on"
-        f" {report['worker_event_loop']}, {report['duration_s']:g} s per phase)",
+        f" {report['worker_event_loop']}, {report['duration_s']:g} s per phase"
+        + _tracing(report)
+        + ")",
         "",
         f"Machine: {m['cores']} cores, {m['cpu_model']}, {m['memory_gb']} GB, Python "
         f"{m['python']}, Kafka {report['versions']['kafka']}; broker, workers, receiver and "

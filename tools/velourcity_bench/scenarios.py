@@ -54,14 +54,17 @@ class Options:
     event_loop: str = "uvloop"
     profiler: Profiler | None = None
     latency_rates: Sequence[int] = LATENCY_RATES
+    otlp_endpoint: str | None = None
+    """Where the stack exports spans (``--tracing``); None: tracing off."""
 
     def stack(self, log_dir: Path, **settings: Any) -> Stack:
-        """A fresh stack with the workers' HTTP client and event loop of this run."""
+        """A fresh stack with the workers' HTTP client, event loop and tracing of this run."""
         return Stack.create(
             self.bootstrap,
             log_dir,
             http_client=self.http_client,
             event_loop=self.event_loop,
+            otlp_endpoint=self.otlp_endpoint,
             **settings,
         )
 
@@ -128,6 +131,7 @@ def _about(options: Options, name: str) -> dict[str, Any]:
         "workers": options.workers,
         "http_client": options.http_client,
         "worker_event_loop": options.event_loop,
+        "tracing": options.otlp_endpoint is not None,
         "duration_s": options.duration,
     }
 

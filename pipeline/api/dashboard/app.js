@@ -2,7 +2,9 @@
 //
 // Rules kept throughout: every piece of data reaches the page through textContent, value or
 // setAttribute (never innerHTML), the API key lives in sessionStorage only (never a URL), and
-// an API error is shown next to the form or button that caused it.
+// an API error is shown next to the form or button that caused it. A portal link's token comes
+// in the URL's fragment (#portal=vpl_...): it is moved to sessionStorage and out of the address
+// bar before anything else runs.
 "use strict";
 
 (() => {
@@ -11,6 +13,7 @@
     "order.delivered", "order.cancelled", "payment.completed",
   ];
   const KEY_STORAGE = "velourcity.apiKey";
+  const PORTAL_FRAGMENT = /^#portal=(vpl_[A-Za-z0-9_-]+)$/;
   const LOG_REFRESH_MS = 2000;
   const CHART_REFRESH_MS = 15000;
   const OUTCOMES = [ // chart series, bottom to top
@@ -110,7 +113,9 @@
       const message = error.message || `${response.status} ${response.statusText || "error"}`;
       const failure = new ApiError(response.status, error.code || "http_error", message, error.field);
       if (response.status === 401 && path !== "/v1/endpoints?limit=1") {
-        signOut("Your API key was refused (wrong or revoked). Sign in again.");
+        signOut(isPortalToken(state.key)
+          ? "This portal link has expired or was revoked: ask for a new one."
+          : "Your API key was refused (wrong or revoked). Sign in again.");
       }
       throw failure;
     }
@@ -193,8 +198,42 @@
     enterApp();
   }
 
+  const isPortalToken = (key) => Boolean(key) && key.startsWith("vpl_");
+
+  function takePortalToken() {
+    const match = PORTAL_FRAGMENT.exec(location.hash);
+    if (!match) return;
+    state.key = match[1];
+    sessionStorage.setItem(KEY_STORAGE, state.key);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+
+  async function showSession() {
+    const label = $("#signed-in-as");
+    const banner = $("#portal-banner");
+    let me;
+    try {
+      me = await api("GET", "/v1/me");
+    } catch (err) {
+      return; // a refused key signs out (api() does it); anything else leaves the label as is
+    }
+    document.body.dataset.scope = me.scope;
+    if (me.via !== "portal_link") {
+      label.textContent = `Signed in · ${me.account_name} · key ${state.key.slice(0, 10)}…`;
+      hide(banner);
+      return;
+    }
+    const until = new Date(me.expires_at).toLocaleString();
+    const access = me.scope === "read" ? "read-only" : "full access";
+    label.textContent = `Signed in · ${me.account_name} · portal link (${access})`;
+    show(banner, `You are signed in to ${me.account_name} through a portal link (${access}) `
+      + `until ${until}.` + (me.scope === "read" ? " Nothing can be changed from here." : ""));
+  }
+
   function signOut(message) {
     state.key = null;
+    delete document.body.dataset.scope;
+    hide($("#portal-banner"));
     sessionStorage.removeItem(KEY_STORAGE);
     stopTimers();
     state.selected = null;
@@ -213,7 +252,9 @@
     hide($("#sign-in-view"));
     show($("#app-view"));
     show($("#session"));
-    $("#signed-in-as").textContent = `Signed in · key ${state.key.slice(0, 10)}…`;
+    $("#signed-in-as").textContent = isPortalToken(state.key)
+      ? "Signed in · portal link" : `Signed in · key ${state.key.slice(0, 10)}…`;
+    showSession();
     startTimers();
     loadCatalog();
     loadEndpoints().then(() => {
@@ -537,7 +578,7 @@
       message: el("span", { class: "small", "data-testid": "retry-result" }),
     };
     const retry = el("button", {
-      type: "button", class: "small", "data-testid": "retry-delivery",
+      type: "button", class: "small", "data-testid": "retry-delivery", "data-writes": true,
       onclick: (event) => { event.stopPropagation(); retryDelivery(delivery.id, retry, cells.message); },
     }, "Retry");
     const row = el("tr", {
@@ -865,6 +906,14 @@
   // Wiring --------------------------------------------------------------------------------
 
   function init() {
+    takePortalToken();
+    window.addEventListener("hashchange", () => {
+      // another portal link opened in this tab: sign in with it from a fresh page
+      if (PORTAL_FRAGMENT.test(location.hash)) {
+        takePortalToken();
+        location.reload();
+      }
+    });
     typeBoxes($('[data-testid="endpoint-event-types"]'), "event-type");
     typeBoxes($('[data-testid="edit-event-types"]'), "edit-event-type");
     const typeFilter = $("#log-type-filter");
