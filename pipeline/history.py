@@ -23,6 +23,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from pipeline.delivery.record import Attempt, Delivery
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.kafka_retry import retrying
 from pipeline.settings import Settings
 from pipeline.topics import ATTEMPTS, DELIVERIES
@@ -266,7 +267,7 @@ class HistoryFollower:
     def _run(self) -> None:
         consumer = Consumer(
             {
-                "bootstrap.servers": self._settings.kafka_bootstrap,
+                **librdkafka_config(self._settings),
                 "group.id": f"history-{uuid.uuid4().hex}",  # assigned, never joins nor commits
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,

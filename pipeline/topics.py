@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.settings import Settings
 
 ENDPOINTS = "velourcity.endpoints"
@@ -84,7 +85,7 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
 
 def create_topics(settings: Settings, *, timeout: float = 30.0) -> dict[str, str]:
     """Create each pipeline topic that does not exist yet; return ``{name: "created"|"exists"}``."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(librdkafka_config(settings))
     new = [
         NewTopic(
             s.name,

@@ -37,6 +37,7 @@ from pipeline.exceptions import DecodeError, InvalidInput
 from pipeline.fanout import fan_out
 from pipeline.health import HealthCache
 from pipeline.kafka.config import producer_config
+from pipeline.kafka.connection import faust_broker
 from pipeline.kafka.producer import AsyncProducer, Output
 from pipeline.observability import INTERNAL_ERRORS, QUARANTINED, configure_logging, serve_metrics
 from pipeline.quarantine import quarantine_record
@@ -59,7 +60,7 @@ BATCH_WITHIN = 0.005
 def create_app(settings: Settings, *, endpoints: EndpointCache) -> faust.App:
     app = faust.App(
         settings.group("velourcity-webhooks"),
-        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        **faust_broker(settings),
         store="memory://",
         datadir=os.path.join(tempfile.gettempdir(), f"{settings.group('velourcity')}-worker"),
         web_enabled=False,

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.processes import stop_process
 from pipeline.settings import Settings
 from pipeline.topics import create_topics
@@ -112,12 +113,14 @@ def read_topic(kafka_bootstrap: str) -> Callable[..., list[Any]]:
         import time
 
         consumer = Consumer(
-            {
-                "bootstrap.servers": kafka_bootstrap,
-                "group.id": f"reader-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
+            librdkafka_config(
+                Settings(kafka_bootstrap=kafka_bootstrap),
+                **{
+                    "group.id": f"reader-{uuid.uuid4().hex}",
+                    "auto.offset.reset": "earliest",
+                    "enable.auto.commit": False,
+                },
+            )
         )
         consumer.subscribe([topic])
         records: list[Any] = []

@@ -68,6 +68,7 @@ from pipeline.delivery.results import Results
 from pipeline.endpoints.model import Endpoint
 from pipeline.health import HealthIndex
 from pipeline.kafka.config import consumer_config, producer_config
+from pipeline.kafka.connection import aiokafka_kwargs
 from pipeline.kafka.consumer import GroupConsumer, Offsets
 from pipeline.kafka.producer import AsyncProducer, Output
 from pipeline.observability import (
@@ -193,10 +194,10 @@ class Dispatcher(Service):
             on_assign=self._assigned,
             on_revoke=self._revoked,
         )
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        self._admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
         await self._admin.start()
         self._reader = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
+            **aiokafka_kwargs(settings), group_id=None, enable_auto_commit=False
         )
         await self._reader.start()
         if (load_health := getattr(self._health, "wait_ready_async", None)) is not None:
