@@ -56,7 +56,13 @@ class Settings(BaseSettings):
     domain_partitions: int = Field(default=6, ge=1)
     delivery_partitions: int = Field(default=12, ge=1)
     internal_partitions: int = Field(default=3, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
+    replication_factor: int | None = Field(default=None, ge=1)
+    """Replicas of each topic the pipeline creates; None: 3 on a cluster of three or more
+    brokers, else 1 (:func:`pipeline.topics.replication`)."""
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+    """``min.insync.replicas`` of each topic created (with ``acks=all``, how many replicas
+    must have a record before it is acknowledged); None: 2 with three replicas or more, else
+    1."""
 
     # Delivery
     http_timeout: float = Field(default=15.0, gt=0)

@@ -72,9 +72,12 @@ def worker() -> None:
 def api(host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve the REST API (accounts, API keys, endpoints)."""
     from pipeline.api.server import serve  # fastapi + uvicorn: import them only here
+    from pipeline.kafka.connection import check_connection
     from pipeline.settings import load_settings
 
-    serve(load_settings(), host=host, port=port)
+    settings = load_settings()
+    check_connection(settings)
+    serve(settings, host=host, port=port)
 
 
 def main() -> None:

@@ -4,15 +4,23 @@ and no client of the project built around it."""
 from __future__ import annotations
 
 import ast
+import socket
 import ssl
+import time
 from pathlib import Path
 
 import pytest
 
-from pipeline.exceptions import ConfigurationError
+from pipeline.exceptions import ConfigurationError, KafkaConnectionError
 from pipeline.kafka.config import consumer_config, producer_config
-from pipeline.kafka.connection import aiokafka_kwargs, faust_broker, librdkafka_config
+from pipeline.kafka.connection import (
+    aiokafka_kwargs,
+    check_connection,
+    faust_broker,
+    librdkafka_config,
+)
 from pipeline.settings import Settings, load_settings
+from pipeline.topics import replication
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cr3t-never-shown"
@@ -227,3 +235,42 @@ def test_bootstrap_servers_is_named_only_in_the_connection_module() -> None:
         if "bootstrap.servers" in path.read_text() or "bootstrap_servers=" in path.read_text()
     ]
     assert named == ["pipeline/kafka/connection.py"]
+
+
+# Replication and the connection check --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("brokers", "values", "expected"),
+    [
+        (1, {}, (1, 1)),
+        (2, {}, (1, 1)),
+        (3, {}, (3, 2)),
+        (5, {}, (3, 2)),
+        (3, {"replication_factor": 2}, (2, 1)),
+        (1, {"replication_factor": 3, "min_insync_replicas": 3}, (3, 3)),
+    ],
+)
+def test_replication_follows_the_cluster_size_unless_set(
+    brokers: int, values: dict[str, int], expected: tuple[int, int]
+) -> None:
+    assert replication(Settings(**values), brokers) == expected  # type: ignore[arg-type]
+
+
+def test_more_in_sync_replicas_than_replicas_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="VELOURCITY_MIN_INSYNC_REPLICAS=2"):
+        replication(Settings(min_insync_replicas=2), 1)
+
+
+def test_no_broker_is_one_line_within_the_timeout() -> None:
+    with socket.socket() as unused:  # a port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(KafkaConnectionError) as caught:
+        check_connection(Settings(kafka_bootstrap=f"127.0.0.1:{port}"), timeout=2)
+    assert time.monotonic() - started < 5
+    assert str(caught.value) == (
+        f"Kafka broker unreachable at 127.0.0.1:{port} within 2s (PLAINTEXT): "
+        "check VELOURCITY_KAFKA_BOOTSTRAP"
+    )
