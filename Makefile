@@ -43,6 +43,14 @@ kafka-down: ## Stop the local Kafka broker
 kafka-reset: ## Stop the local broker and delete its data
 	scripts/kafka.sh reset
 
+.PHONY: kafka-cluster
+kafka-cluster: install ## Start the local three-broker cluster (KRaft; PLAINTEXT 29091-3, SASL_SSL+SCRAM 29191-3; `scripts/kafka-cluster.sh env` for its settings)
+	scripts/kafka-cluster.sh up
+
+.PHONY: kafka-cluster-down
+kafka-cluster-down: ## Stop the local three-broker cluster
+	scripts/kafka-cluster.sh down
+
 .PHONY: topics
 topics: kafka ## Create the pipeline's topics (idempotent)
 	$(BIN)/velourcity topics create

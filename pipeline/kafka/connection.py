@@ -16,6 +16,7 @@ the client configurations, never into a message.
 
 from __future__ import annotations
 
+import re
 import ssl
 import time
 from typing import Any
@@ -169,6 +170,7 @@ def _diagnose(settings: Settings, errors: list[KafkaError]) -> str | None:
 
 
 def _first_clause(text: str) -> str:
-    """librdkafka's reason without its broker prefix, on one line and short."""
-    reason = text.rsplit("]: ", 1)[-1].replace("\n", " ")
-    return reason[:160]
+    """OpenSSL's reason in librdkafka's message, e.g. ``certificate verify failed``."""
+    reason = text.split("SSL handshake failed: ", 1)[-1]
+    reason = re.sub(r"error:[0-9A-Fa-f]+:[\w ]+::", "", reason)
+    return reason.split(":", 1)[0].strip().replace("\n", " ")[:120]
