@@ -7,7 +7,7 @@
 #   scripts/kafka-cluster.sh status      which nodes run
 #   scripts/kafka-cluster.sh env         the VELOURCITY_KAFKA_* exports for the SASL_SSL listener
 #   scripts/kafka-cluster.sh kill N      SIGKILL node N (1-3), as a crash (the chaos suite's failover)
-#   scripts/kafka-cluster.sh start N     start node N again and wait until the cluster has all three
+#   scripts/kafka-cluster.sh start N     start node N again and wait until it answers on its listener
 #   scripts/kafka-cluster.sh controller  the node id of the active controller
 #   scripts/kafka-cluster.sh reset       down, then delete the data, certificates and users
 #
@@ -145,16 +145,22 @@ start_node() {  # start_node N (configured and formatted)
   say "node $n started (pid $pid): PLAINTEXT 127.0.0.1:$(plain_port "$n"), SASL_SSL 127.0.0.1:$(sasl_port "$n")"
 }
 
-wait_ready() {  # until a metadata request lists every running node (or N nodes)
-  local want="${1:-${#NODES[@]}}" deadline=$((SECONDS + READY_TIMEOUT)) python="$ROOT/.venv/bin/python"
-  [[ -x "$python" ]] || die "run 'make install' first (the readiness check uses the project's venv)"
-  while ((SECONDS < deadline)); do
-    if "$python" - "$(plain_bootstrap)" "$want" <<'PY' 2>/dev/null; then
+node_answers() {  # node_answers N: N's own listener answers a metadata request naming it
+  "$ROOT/.venv/bin/python" - "127.0.0.1:$(plain_port "$1")" "$1" <<'PY' 2>/dev/null
 import sys
 from confluent_kafka.admin import AdminClient
-found = AdminClient({"bootstrap.servers": sys.argv[1], "log_level": 0}).list_topics(timeout=3)
-sys.exit(0 if len(found.brokers) >= int(sys.argv[2]) else 1)
+admin = AdminClient({"bootstrap.servers": sys.argv[1], "log_level": 0})
+sys.exit(0 if int(sys.argv[2]) in admin.list_topics(timeout=3).brokers else 1)
 PY
+}
+
+wait_ready() {  # wait_ready [N...]: until each node (all by default) answers on its own listener
+  local wanted=("${@:-${NODES[@]}}") deadline=$((SECONDS + READY_TIMEOUT))
+  [[ -x "$ROOT/.venv/bin/python" ]] || die "run 'make install' first (the readiness check uses the project's venv)"
+  while ((SECONDS < deadline)); do
+    local n ready=1
+    for n in "${wanted[@]}"; do node_answers "$n" || { ready=0; break; }; done
+    if ((ready)); then
       return 0
     fi
     local n; for n in "${NODES[@]}"; do
@@ -165,7 +171,7 @@ PY
     done
     sleep 1
   done
-  die "the cluster did not list $want brokers within ${READY_TIMEOUT}s (logs: $LOGS)"
+  die "node(s) ${wanted[*]} did not answer within ${READY_TIMEOUT}s (logs: $LOGS)"
 }
 
 up() {
@@ -232,8 +238,12 @@ case "${1:-}" in
     ((running == ${#NODES[@]})) || exit 3 ;;
   env) env_exports ;;
   kill) check_node "${2:-}"; touch "$(node_dir "$2")/killed"; stop_node "$2" KILL ;;
-  start) check_node "${2:-}"; rm -f "$(node_dir "$2")/killed"; start_node "$2"; wait_ready ;;
-  controller) run_java "$ROOT/kafka/QuorumLeader.java" "$(plain_bootstrap)" 2>/dev/null | tail -n1 ;;
+  start) check_node "${2:-}"; rm -f "$(node_dir "$2")/killed"; start_node "$2"; wait_ready "$2" ;;
+  controller)
+    if ! leader="$(HEAP="-Xmx256m" run_java "$ROOT/kafka/QuorumLeader.java" "$(plain_bootstrap)" 2>"$LOGS/controller.err")"; then
+      tail -n 5 "$LOGS/controller.err" >&2; die "could not ask the quorum for its leader"
+    fi
+    echo "$leader" | tail -n1 ;;
   reset) down; rm -rf "$HOME_DIR"; say "data, certificates and users removed" ;;
   *) echo "usage: $0 up|down|status|env|kill N|start N|controller|reset" >&2; exit 2 ;;
 esac
