@@ -1,10 +1,9 @@
 # Shared by scripts/kafka.sh (one broker) and scripts/kafka-cluster.sh (three): Java, the
 # Apache Kafka jars from Maven Central, and running a Kafka class with them. Source it after
-# setting ROOT, HOME_DIR (where libs/ and fetch.log go), LOGS and HEAP; PREFIX names the script
-# in messages.
+# setting ROOT, HOME_DIR (where fetch.log goes), LIBS (where the jars go), LOGS and HEAP;
+# PREFIX names the script in messages.
 # shellcheck shell=bash
 
-LIBS="${LIBS:-$HOME_DIR/libs}"
 VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/kafka/pom.xml")"
 
 say() { echo "${PREFIX:-kafka}: $*" >&2; }
@@ -40,6 +39,7 @@ run_java() {  # run_java MAIN_CLASS ARGS...
 
 start_java() {  # start_java LOG_FILE MAIN_CLASS ARGS...: in the background; prints its pid
   local out="$1"; shift
+  # shellcheck disable=SC2086  # HEAP holds several JVM flags
   nohup java $HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
     -Dkafka.logs.dir="$LOGS" -Dlog4j2.configurationFile="$ROOT/kafka/log4j2.properties" \
     -cp "$LIBS/*" "$@" >"$out" 2>&1 </dev/null &

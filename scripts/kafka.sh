@@ -14,6 +14,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HOME_DIR="${KAFKA_HOME_DIR:-$ROOT/.local/kafka}"
+LIBS="$HOME_DIR/libs"
 DATA="$HOME_DIR/data"
 LOGS="$HOME_DIR/logs"
 CONF="$HOME_DIR/server.properties"

@@ -120,7 +120,7 @@ def test_topics_get_three_replicas_and_two_in_sync(settings_factory) -> None:
 
 
 def test_publisher_worker_api_and_replay_over_sasl_ssl_only(
-    settings_factory, receiver_factory, worker_factory, api_factory
+    settings_factory, receiver_factory, worker_factory, api_factory, kafka_cluster: Cluster
 ) -> None:
     settings = settings_factory(admin_token="admin-secret")
     assert velourcity(settings, "topics", "create").returncode == 0
@@ -157,6 +157,8 @@ def test_publisher_worker_api_and_replay_over_sasl_ssl_only(
     assert sorted(r.headers["webhook-id"] for r in requests[len(events) :]) == sorted(
         e["id"] for e in events
     )
+    password = kafka_cluster.env["VELOURCITY_KAFKA_SASL_PASSWORD"]
+    assert password not in worker.log() + replayed.stdout + replayed.stderr
 
 
 COMMANDS = [
