@@ -6,6 +6,7 @@
 #   scripts/kafka-cluster.sh down        stop the nodes this script started
 #   scripts/kafka-cluster.sh status      which nodes run
 #   scripts/kafka-cluster.sh env         the VELOURCITY_KAFKA_* exports for the SASL_SSL listener
+#   scripts/kafka-cluster.sh env-mtls    the same for the mutual-TLS listener (client certificate)
 #   scripts/kafka-cluster.sh kill N      SIGKILL node N (1-3), as a crash (the chaos suite's failover)
 #   scripts/kafka-cluster.sh start N     start node N again and wait until it answers on its listener
 #   scripts/kafka-cluster.sh controller  the node id of the active controller
@@ -13,7 +14,7 @@
 #
 # Node N listens on 127.0.0.1: PLAINTEXT (development, and between brokers) on BASE+N, SASL_SSL
 # (SCRAM-SHA-512, TLS with a certificate authority made here) on BASE+100+N, its controller on
-# BASE+200+N. BASE is KAFKA_CLUSTER_BASE_PORT (29090). SCRAM users `velourcity` and `admin` are
+# BASE+200+N, SSL with a client certificate required (mutual TLS) on BASE+300+N. BASE is KAFKA_CLUSTER_BASE_PORT (29090). SCRAM users `velourcity` and `admin` are
 # created when the storage is formatted (--add-scram), with random passwords kept in
 # credentials.env. Everything lives under .local/kafka-cluster/ (git-ignored); the jars are shared
 # with scripts/kafka.sh (.local/kafka/libs). Environment: KAFKA_CLUSTER_HOME_DIR, KAFKA_CLUSTER_HEAP
@@ -37,9 +38,11 @@ source "$ROOT/scripts/kafka-lib.sh"
 plain_port() { echo $((BASE + $1)); }
 sasl_port() { echo $((BASE + 100 + $1)); }
 controller_port() { echo $((BASE + 200 + $1)); }
+mtls_port() { echo $((BASE + 300 + $1)); }
 node_dir() { echo "$HOME_DIR/node-$1"; }
 plain_bootstrap() { local n out=(); for n in "${NODES[@]}"; do out+=("127.0.0.1:$(plain_port "$n")"); done; (IFS=,; echo "${out[*]}"); }
 sasl_bootstrap() { local n out=(); for n in "${NODES[@]}"; do out+=("127.0.0.1:$(sasl_port "$n")"); done; (IFS=,; echo "${out[*]}"); }
+mtls_bootstrap() { local n out=(); for n in "${NODES[@]}"; do out+=("127.0.0.1:$(mtls_port "$n")"); done; (IFS=,; echo "${out[*]}"); }
 
 make_certificates() {  # a CA, and one broker certificate for 127.0.0.1 / localhost signed by it
   [[ -f "$TLS/broker.p12" ]] && return 0
@@ -65,6 +68,18 @@ make_certificates() {  # a CA, and one broker certificate for 127.0.0.1 / localh
   )
 }
 
+make_client_certificate() {  # for the mutual-TLS listener: CN=velourcity, signed by the CA
+  [[ -f "$TLS/client.pem" ]] && return 0
+  (
+    cd "$TLS"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=velourcity" -keyout client.key -out client.csr 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' >client.ext
+    openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile client.ext -out client.pem 2>/dev/null
+    chmod 600 client.key
+  )
+}
+
 make_credentials() {
   [[ -f "$CREDENTIALS" ]] && return 0
   umask 077
@@ -84,17 +99,20 @@ write_config() {  # write_config N
 process.roles=broker,controller
 node.id=$n
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$(plain_port "$n"),SASL_SSL://127.0.0.1:$(sasl_port "$n"),CONTROLLER://127.0.0.1:$(controller_port "$n")
-advertised.listeners=PLAINTEXT://127.0.0.1:$(plain_port "$n"),SASL_SSL://127.0.0.1:$(sasl_port "$n")
+listeners=PLAINTEXT://127.0.0.1:$(plain_port "$n"),SASL_SSL://127.0.0.1:$(sasl_port "$n"),MTLS://127.0.0.1:$(mtls_port "$n"),CONTROLLER://127.0.0.1:$(controller_port "$n")
+advertised.listeners=PLAINTEXT://127.0.0.1:$(plain_port "$n"),SASL_SSL://127.0.0.1:$(sasl_port "$n"),MTLS://127.0.0.1:$(mtls_port "$n")
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,MTLS:SSL
 sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 ssl.keystore.type=PKCS12
 ssl.keystore.location=$TLS/broker.p12
 ssl.keystore.password=$(cat "$TLS/keystore.password")
 ssl.client.auth=none
+listener.name.mtls.ssl.client.auth=required
+listener.name.mtls.ssl.truststore.type=PEM
+listener.name.mtls.ssl.truststore.location=$TLS/ca.pem
 log.dirs=$dir/data
 num.partitions=3
 default.replication.factor=3
@@ -179,6 +197,7 @@ up() {
   need_java
   HOME_DIR="$ROOT/.local/kafka" fetch_jars
   make_certificates
+  make_client_certificate
   make_credentials
   local n cluster_id
   for n in "${NODES[@]}"; do write_config "$n"; done
@@ -237,6 +256,15 @@ case "${1:-}" in
     done
     ((running == ${#NODES[@]})) || exit 3 ;;
   env) env_exports ;;
+  env-mtls)
+    cat <<ENV
+export VELOURCITY_KAFKA_BOOTSTRAP=$(mtls_bootstrap)
+export VELOURCITY_KAFKA_SECURITY_PROTOCOL=SSL
+export VELOURCITY_KAFKA_SSL_CA_LOCATION=$TLS/ca.pem
+export VELOURCITY_KAFKA_SSL_CERTIFICATE_LOCATION=$TLS/client.pem
+export VELOURCITY_KAFKA_SSL_KEY_LOCATION=$TLS/client.key
+ENV
+    ;;
   kill) check_node "${2:-}"; touch "$(node_dir "$2")/killed"; stop_node "$2" KILL ;;
   start) check_node "${2:-}"; rm -f "$(node_dir "$2")/killed"; start_node "$2"; wait_ready "$2" ;;
   controller)
@@ -245,5 +273,5 @@ case "${1:-}" in
     fi
     echo "$leader" | tail -n1 ;;
   reset) down; rm -rf "$HOME_DIR"; say "data, certificates and users removed" ;;
-  *) echo "usage: $0 up|down|status|env|kill N|start N|controller|reset" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|env-mtls|kill N|start N|controller|reset" >&2; exit 2 ;;
 esac

@@ -86,6 +86,16 @@ class Cluster:
     def untrusted_ca(self) -> str:
         return str(Path(self.env["VELOURCITY_KAFKA_SSL_CA_LOCATION"]).with_name("other-ca.pem"))
 
+    @property
+    def mutual_tls(self) -> dict[str, str]:
+        """``Settings`` keyword arguments of its mutual-TLS listener (a client certificate)."""
+        exports = self.script("env-mtls")
+        return {
+            name.removeprefix("export VELOURCITY_").lower(): value
+            for name, _, value in (line.partition("=") for line in exports.splitlines())
+            if name.startswith("export ")
+        }
+
     def script(self, *args: str, timeout: float = 180) -> str:
         done = subprocess.run(
             [str(CLUSTER_SCRIPT), *args],

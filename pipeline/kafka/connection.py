@@ -119,6 +119,12 @@ def faust_broker(settings: Settings) -> dict[str, Any]:
 
 _AUTH_CODES = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED}
 _TLS_CODES = {KafkaError._SSL}
+_CLIENT_CERTIFICATE_REFUSED = (
+    "alert bad certificate",
+    "alert certificate required",
+    "alert unknown ca",
+)
+"""OpenSSL's words for a broker's TLS alert about our certificate (mutual TLS)."""
 
 
 def check_connection(settings: Settings, *, timeout: float = 10.0) -> int:
@@ -159,6 +165,12 @@ def _diagnose(settings: Settings, errors: list[KafkaError]) -> str | None:
                 f"{where}: authentication failed for user {settings.kafka_sasl_username!r} "
                 f"({settings.kafka_sasl_mechanism}): check VELOURCITY_KAFKA_SASL_USERNAME and "
                 "VELOURCITY_KAFKA_SASL_PASSWORD"
+            )
+        if any(alert in text for alert in _CLIENT_CERTIFICATE_REFUSED):
+            return (
+                f"{where}: the broker refused the client certificate (none given, or not "
+                "signed by a CA it trusts): check VELOURCITY_KAFKA_SSL_CERTIFICATE_LOCATION "
+                "and VELOURCITY_KAFKA_SSL_KEY_LOCATION"
             )
         if error.code() in _TLS_CODES or "SSL handshake failed" in text:
             reason = "certificate not trusted" if "verify" in text else "TLS handshake failed"

@@ -1,10 +1,12 @@
 """The whole pipeline on the local three-broker cluster, connected over SASL_SSL + SCRAM-SHA-512
 only: every client of every process (publisher, worker, API, replay, topics) is given the TLS
 listener's ports, where a client built without the connection settings cannot even connect.
-Wrong credentials and an untrusted certificate stop each long-running command in one line."""
+Wrong credentials and an untrusted certificate stop each long-running command in one line.
+Mutual TLS (a client certificate, no SASL) on its own listener, with librdkafka and aiokafka."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import time
@@ -19,10 +21,10 @@ from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[at
 from conftest import Cluster, settings_env
 
 from pipeline.events.samples import sample_event
-from pipeline.kafka.connection import librdkafka_config
+from pipeline.kafka.connection import aiokafka_kwargs, check_connection, librdkafka_config
 from pipeline.publisher import Publisher
 from pipeline.settings import Settings
-from pipeline.topics import pipeline_topics
+from pipeline.topics import DELIVERIES, pipeline_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 VELOURCITY = str(ROOT / ".venv" / "bin" / "velourcity")
@@ -193,3 +195,34 @@ def test_an_untrusted_certificate_is_one_line_and_exit_2(
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
     assert "certificate not trusted (certificate verify failed)" in done.stderr
+
+
+def test_mutual_tls_connects_with_the_client_certificate_only(
+    settings_factory, kafka_cluster: Cluster
+) -> None:
+    no_sasl = dict.fromkeys(["kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password"])
+    mtls = kafka_cluster.mutual_tls | no_sasl
+    settings = settings_factory(**mtls)
+    assert check_connection(settings) == 3
+    created = velourcity(settings, "topics", "create")
+    assert created.returncode == 0, created.stderr
+
+    async def aiokafka_lists_them() -> set[str]:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
+        await admin.start()
+        try:
+            return set(await admin.list_topics())
+        finally:
+            await admin.close()
+
+    assert settings.topic(DELIVERIES) in asyncio.run(aiokafka_lists_them())
+
+    without = settings_factory(
+        **mtls | {"kafka_ssl_certificate_location": None, "kafka_ssl_key_location": None}
+    )
+    done = velourcity(without, "worker", timeout=30)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "the broker refused the client certificate" in done.stderr
