@@ -40,12 +40,18 @@ def kafka_bootstrap(kafka_cluster: Cluster) -> str:
 
 @pytest.fixture
 def settings_factory(
-    settings_factory: Callable[..., Settings], kafka_cluster: Cluster
-) -> Callable[..., Settings]:
+    settings_factory: Callable[..., Settings], kafka_cluster: Cluster, prefix: str
+) -> Iterator[Callable[..., Settings]]:
     def make(**overrides: Any) -> Settings:
         return settings_factory(**(kafka_cluster.settings | overrides))
 
-    return make
+    yield make
+    # the test's topics go: a broker restarted after SIGKILL (the failover scenario) recovers
+    # every partition log it holds, and that grows with each test's leftovers
+    admin = AdminClient(librdkafka_config(make()))
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    for future in admin.delete_topics(names, operation_timeout=30).values() if names else []:
+        future.result(30)
 
 
 def velourcity(settings: Settings, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
