@@ -17,6 +17,7 @@ import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from pipeline.exceptions import PublishError
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -29,7 +30,7 @@ class CompactedWriter:
         self._topic = topic
         self._producer = Producer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap,
+                **librdkafka_config(settings),
                 "enable.idempotence": True,
                 "acks": "all",
             }
@@ -83,7 +84,7 @@ class CompactedReader:
     def _run(self) -> None:
         consumer = Consumer(
             {
-                "bootstrap.servers": self._settings.kafka_bootstrap,
+                **librdkafka_config(self._settings),
                 "group.id": f"reader-{uuid.uuid4().hex}",  # never joins nor commits
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,

@@ -31,6 +31,7 @@ from pipeline.endpoints import EndpointWriter, new_endpoint, new_secret
 from pipeline.events import EVENT_TYPES
 from pipeline.events.samples import sample_event
 from pipeline.exceptions import VelourcityError
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.processes import stop_process
 from pipeline.publisher import Publisher
 from pipeline.settings import Settings, load_settings
@@ -124,7 +125,7 @@ def _tail_attempts(
     """Print this run's lines of the attempt log, from the beginning, until ``stop``."""
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **librdkafka_config(settings),
             "group.id": settings.group(f"demo-tail-{uuid.uuid4().hex}"),
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -180,7 +181,7 @@ def _fail(message: str) -> typer.Exit:
 
 def _check_broker(settings: Settings) -> None:
     try:
-        AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=10)
+        AdminClient(librdkafka_config(settings)).list_topics(timeout=10)
     except KafkaException as exc:
         where = settings.kafka_bootstrap
         raise _fail(f"no Kafka broker answers at {where}: start one with `make kafka`") from exc

@@ -2,6 +2,7 @@
 
     VelourcityError
     ├── ConfigurationError          settings that cannot work (bad schedule, bad CIDR)
+    ├── KafkaConnectionError        no broker accepts us: unreachable, auth failed, TLS untrusted
     ├── InvalidInput                a caller gave us something we refuse; the message says why
     │   ├── InvalidEvent            an event that does not fit its Avro schema
     │   ├── InvalidEndpoint         an endpoint field that is not acceptable
@@ -36,6 +37,7 @@ __all__ = [
     "InvalidEndpoint",
     "InvalidEvent",
     "InvalidInput",
+    "KafkaConnectionError",
     "MissingHeader",
     "PublishError",
     "RetryLater",
@@ -52,6 +54,10 @@ class VelourcityError(Exception):
 
 class ConfigurationError(VelourcityError):
     """A setting has a value the pipeline cannot work with."""
+
+
+class KafkaConnectionError(VelourcityError):
+    """No broker answered with these settings; the message names why, in one line."""
 
 
 class InvalidInput(VelourcityError, ValueError):

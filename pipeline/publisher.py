@@ -26,6 +26,7 @@ from pipeline.events.codec import encode
 from pipeline.events.registry import SchemaRegistry, default_registry
 from pipeline.events.types import check_event_type, domain_topic_name
 from pipeline.exceptions import InvalidEvent, PublishError
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.settings import Settings
 
 
@@ -52,7 +53,7 @@ class Publisher:
             tracing.configure(settings, "velourcity-publisher")
         self._producer = Producer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap,
+                **librdkafka_config(settings),
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,

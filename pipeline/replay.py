@@ -41,6 +41,7 @@ from pipeline.events.registry import SchemaRegistry, default_registry
 from pipeline.exceptions import InvalidInput, PublishError, VelourcityError
 from pipeline.fanout import fan_out
 from pipeline.kafka.config import producer_config
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.kafka_retry import retrying
 from pipeline.settings import Settings
 from pipeline.topics import DELIVERIES
@@ -149,7 +150,7 @@ def _consumer(settings: Settings) -> KafkaConsumer:
     # librdkafka insists on a group id; this one is never joined (assign) nor committed to.
     return KafkaConsumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **librdkafka_config(settings),
             "group.id": f"velourcity-replay-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -324,7 +325,7 @@ def reset_offsets(settings: Settings, *, since_ms: int, dry_run: bool) -> list[O
     """Move the fan-out group's committed domain offsets to ``since_ms``; refuses (raises
     :class:`GroupHasMembers`) while a worker is in the group. ``dry_run`` only reports."""
     group = settings.group(FANOUT_APP)
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(librdkafka_config(settings))
     members = active_members(admin, group)
     if members:
         raise GroupHasMembers(
@@ -349,7 +350,7 @@ def reset_offsets(settings: Settings, *, since_ms: int, dry_run: bool) -> list[O
 def _fence(settings: Settings, partitions: list[Partition]) -> None:
     """Tell the senders the fan-out records that follow are a replay, not copies of the ones
     before (:mod:`pipeline.delivery.copies`): one empty record per deliveries partition."""
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all"})
+    producer = Producer({**librdkafka_config(settings), "acks": "all"})
     errors: list[str] = []
     for topic, partition in partitions:
         producer.produce(

@@ -7,10 +7,11 @@ Nothing reads the environment at import time: call :func:`load_settings` (or bui
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.exceptions import ConfigurationError
@@ -33,6 +34,21 @@ class Settings(BaseSettings):
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How every client of every process connects (:mod:`pipeline.kafka.connection`)."""
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: str | None = None
+    """PEM file of the certificate authorities trusted for the brokers (None: the system's)."""
+    kafka_ssl_certificate_location: str | None = None
+    """PEM client certificate, for mutual TLS (with ``kafka_ssl_key_location``)."""
+    kafka_ssl_key_location: str | None = None
+    kafka_ssl_check_hostname: bool = True
+    """Whether a broker's certificate must name the host connected to."""
+    kafka_extra: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, repr=False)
+    """Any other librdkafka property for every confluent-kafka client: JSON
+    (``{"client.rack": "a"}``) or ``key=value,key=value``."""
     topic_prefix: str = ""
     """Prepended to every topic name and every consumer group / app id."""
     orders_topic: str = "velourcity.orders"
@@ -40,7 +56,13 @@ class Settings(BaseSettings):
     domain_partitions: int = Field(default=6, ge=1)
     delivery_partitions: int = Field(default=12, ge=1)
     internal_partitions: int = Field(default=3, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
+    replication_factor: int | None = Field(default=None, ge=1)
+    """Replicas of each topic the pipeline creates; None: 3 on a cluster of three or more
+    brokers, else 1 (:func:`pipeline.topics.replication`)."""
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+    """``min.insync.replicas`` of each topic created (with ``acks=all``, how many replicas
+    must have a record before it is acknowledged); None: 2 with three replicas or more, else
+    1."""
 
     # Delivery
     http_timeout: float = Field(default=15.0, gt=0)
@@ -120,6 +142,70 @@ class Settings(BaseSettings):
     """The dashboard's address as partners reach it (e.g. ``https://hooks.velourcity.com``):
     where portal links point. None: the address the request for the link came to."""
 
+    @field_validator("kafka_extra", mode="before")
+    @classmethod
+    def _parse_extra(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON ({exc.msg})") from None
+            if not isinstance(parsed, dict):
+                raise ValueError("takes a JSON object or key=value,key=value")
+            return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in parsed.items()}
+        pairs = {}
+        for item in text.split(","):
+            if not item.strip():
+                continue
+            key, sep, val = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError("takes a JSON object or key=value,key=value")
+            pairs[key.strip()] = val.strip()
+        return pairs
+
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> Self:
+        protocol = self.kafka_security_protocol
+        sasl = protocol.startswith("SASL_")
+        if sasl and not (self.kafka_sasl_mechanism and self.kafka_sasl_username):
+            raise ValueError(
+                f"VELOURCITY_KAFKA_SECURITY_PROTOCOL={protocol} needs "
+                "VELOURCITY_KAFKA_SASL_MECHANISM and VELOURCITY_KAFKA_SASL_USERNAME (and _PASSWORD)"
+            )
+        if sasl and self.kafka_sasl_password is None:
+            raise ValueError(
+                f"VELOURCITY_KAFKA_SECURITY_PROTOCOL={protocol} needs "
+                "VELOURCITY_KAFKA_SASL_PASSWORD"
+            )
+        if not sasl and (self.kafka_sasl_mechanism or self.kafka_sasl_username):
+            raise ValueError(
+                "VELOURCITY_KAFKA_SASL_* are set but VELOURCITY_KAFKA_SECURITY_PROTOCOL is "
+                f"{protocol}: use SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        tls_files = {
+            "VELOURCITY_KAFKA_SSL_CA_LOCATION": self.kafka_ssl_ca_location,
+            "VELOURCITY_KAFKA_SSL_CERTIFICATE_LOCATION": self.kafka_ssl_certificate_location,
+            "VELOURCITY_KAFKA_SSL_KEY_LOCATION": self.kafka_ssl_key_location,
+        }
+        given = [name for name, path in tls_files.items() if path]
+        if given and not protocol.endswith("SSL"):
+            raise ValueError(
+                f"{given[0]} is set but VELOURCITY_KAFKA_SECURITY_PROTOCOL is {protocol}: "
+                "use SSL or SASL_SSL"
+            )
+        if bool(self.kafka_ssl_certificate_location) != bool(self.kafka_ssl_key_location):
+            raise ValueError(
+                "mutual TLS needs both VELOURCITY_KAFKA_SSL_CERTIFICATE_LOCATION and "
+                "VELOURCITY_KAFKA_SSL_KEY_LOCATION"
+            )
+        for name in given:
+            if not os.path.isfile(str(tls_files[name])):
+                raise ValueError(f"{name}={tls_files[name]}: no such file")
+        return self
+
     @field_validator("allowed_networks", mode="before")
     @classmethod
     def _parse_networks(cls, value: object) -> object:
@@ -188,6 +274,8 @@ class Settings(BaseSettings):
                 continue
             if isinstance(value, list):
                 value = ",".join(str(v) for v in value)
+            elif isinstance(value, dict):
+                value = json.dumps(value)
             elif isinstance(value, SecretStr):
                 value = value.get_secret_value()
             env[f"VELOURCITY_{name.upper()}"] = str(value)
@@ -206,14 +294,18 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigurationError(describe_settings_error(exc)) from exc
 
 
-_HIDDEN = ("token", "secret", "password", "database_url")  # a database URL holds a password
+# a database URL holds a password; the Kafka pass-through may hold one
+_HIDDEN = ("token", "secret", "password", "database_url", "extra")
 
 
 def describe_settings_error(exc: ValidationError) -> str:
     """``VELOURCITY_LOG_LEVEL='loud': accepted: ...``, one clause per bad setting, one line."""
     parts = []
     for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else "?"
+        if not error["loc"]:  # a check of several settings: its message names them
+            parts.append(str(error["msg"]).removeprefix("Value error, "))
+            continue
+        field = str(error["loc"][0])
         name = f"VELOURCITY_{field.upper()}"
         value = error.get("input")
         shown = "<hidden>" if any(h in field for h in _HIDDEN) else repr(value)[:80]

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from pipeline.exceptions import ConfigurationError
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.settings import Settings
 
 ENDPOINTS = "velourcity.endpoints"
@@ -82,15 +84,32 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
     return specs
 
 
+def replication(settings: Settings, brokers: int) -> tuple[int, int]:
+    """``(replication factor, min.insync.replicas)`` for topics on a cluster of ``brokers``:
+    the settings when given; else 3 and 2 on three brokers or more (one broker may die, or
+    restart, and producers with ``acks=all`` carry on without losing an acknowledged record),
+    1 and 1 on a smaller one (development)."""
+    factor = settings.replication_factor or (3 if brokers >= 3 else 1)
+    min_insync = settings.min_insync_replicas or (2 if factor >= 3 else 1)
+    if min_insync > factor:
+        raise ConfigurationError(
+            f"VELOURCITY_MIN_INSYNC_REPLICAS={min_insync} is more than the replication factor "
+            f"{factor}: no write could ever be acknowledged"
+        )
+    return factor, min_insync
+
+
 def create_topics(settings: Settings, *, timeout: float = 30.0) -> dict[str, str]:
     """Create each pipeline topic that does not exist yet; return ``{name: "created"|"exists"}``."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(librdkafka_config(settings))
+    brokers = len(admin.list_topics(timeout=timeout).brokers)
+    factor, min_insync = replication(settings, brokers)
     new = [
         NewTopic(
             s.name,
             num_partitions=s.partitions,
-            replication_factor=settings.replication_factor,
-            config=s.config,
+            replication_factor=factor,
+            config=s.config | {"min.insync.replicas": str(min_insync)},
         )
         for s in pipeline_topics(settings)
     ]

@@ -37,11 +37,12 @@ from pipeline.exceptions import DecodeError, InvalidInput
 from pipeline.fanout import fan_out
 from pipeline.health import HealthCache
 from pipeline.kafka.config import producer_config
+from pipeline.kafka.connection import check_connection, faust_broker
 from pipeline.kafka.producer import AsyncProducer, Output
 from pipeline.observability import INTERNAL_ERRORS, QUARANTINED, configure_logging, serve_metrics
 from pipeline.quarantine import quarantine_record
 from pipeline.settings import Settings
-from pipeline.topics import DELIVERIES
+from pipeline.topics import DELIVERIES, replication
 
 log = structlog.get_logger(__name__)
 
@@ -56,14 +57,14 @@ BATCH_WITHIN = 0.005
 (under load a batch fills sooner: ~50 events a batch at 10,000/s)."""
 
 
-def create_app(settings: Settings, *, endpoints: EndpointCache) -> faust.App:
+def create_app(settings: Settings, *, endpoints: EndpointCache, brokers: int = 1) -> faust.App:
     app = faust.App(
         settings.group("velourcity-webhooks"),
-        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        **faust_broker(settings),
         store="memory://",
         datadir=os.path.join(tempfile.gettempdir(), f"{settings.group('velourcity')}-worker"),
         web_enabled=False,
-        topic_replication_factor=settings.replication_factor,
+        topic_replication_factor=replication(settings, brokers)[0],
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_commit_interval=settings.commit_interval,
@@ -257,6 +258,7 @@ def _quarantine(settings: Settings, event: EventT[Any], reason: str, exc: Except
 
 def run_worker(settings: Settings) -> None:
     """Run the fan-out agent and the sender until SIGTERM / Ctrl-C (``velourcity worker``)."""
+    brokers = check_connection(settings)  # one line and exit 2, not a hang, when it cannot
     tracing.configure(settings, "velourcity-worker")
     if settings.event_loop == "uvloop":  # before Faust creates its loop
         import uvloop
@@ -265,7 +267,7 @@ def run_worker(settings: Settings) -> None:
     configure_logging(settings)
     serve_metrics(settings)
     endpoints = EndpointCache(settings).start()
-    app = create_app(settings, endpoints=endpoints)
+    app = create_app(settings, endpoints=endpoints, brokers=brokers)
     health = HealthCache(settings).start()
     services = []
     if settings.worker_role != "fanout":

@@ -23,37 +23,8 @@ PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 HEAP="${KAFKA_HEAP:--Xms256m -Xmx1g}"
 READY_TIMEOUT="${KAFKA_READY_TIMEOUT:-90}"
-VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/kafka/pom.xml")"
-
-say() { echo "kafka: $*" >&2; }
-die() { say "error: $*"; exit 1; }
-
-need_java() {
-  command -v java >/dev/null || die "Java 17 or newer is required and 'java' is not on PATH (Debian: apt-get install openjdk-17-jre-headless)."
-  local major
-  major="$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)"
-  [[ -n "$major" && "$major" -ge 17 ]] || die "Java 17 or newer is required; found: $(java -version 2>&1 | head -n1)"
-}
-
-fetch_jars() {
-  [[ -f "$LIBS/.version" && "$(cat "$LIBS/.version")" == "$VERSION" ]] && return 0
-  command -v mvn >/dev/null || die "Maven is required to fetch the Kafka $VERSION jars and 'mvn' is not on PATH (Debian: apt-get install maven)."
-  say "fetching Apache Kafka $VERSION from Maven Central into $LIBS"
-  rm -rf "$LIBS" && mkdir -p "$LIBS"
-  if ! mvn -B -q -f "$ROOT/kafka/pom.xml" dependency:copy-dependencies \
-      -DoutputDirectory="$LIBS" -DincludeScope=runtime >"$HOME_DIR/fetch.log" 2>&1; then
-    tail -n 20 "$HOME_DIR/fetch.log" >&2
-    die "could not fetch org.apache.kafka:kafka_2.13:$VERSION with Maven (full log: $HOME_DIR/fetch.log)"
-  fi
-  echo "$VERSION" >"$LIBS/.version"
-}
-
-run_java() {  # run_java MAIN_CLASS ARGS... with the broker's classpath and logging
-  # shellcheck disable=SC2086  # HEAP holds several JVM flags
-  java $HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
-    -Dkafka.logs.dir="$LOGS" -Dlog4j2.configurationFile="$ROOT/kafka/log4j2.properties" \
-    -cp "$LIBS/*" "$@"
-}
+# shellcheck source=scripts/kafka-lib.sh
+source "$ROOT/scripts/kafka-lib.sh"
 
 write_config() {
   sed -e "s#@PORT@#$PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" -e "s#@DATA_DIR@#$DATA#g" \
@@ -73,10 +44,8 @@ format_storage() {
 running_pid() {  # prints the pid of our broker when it is alive
   [[ -f "$PID_FILE" ]] || return 1
   local pid; pid="$(cat "$PID_FILE")"
-  kill -0 "$pid" 2>/dev/null && grep -q kafka.Kafka "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
+  is_broker_pid "$pid" && echo "$pid"
 }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_ready() {
   local deadline=$((SECONDS + READY_TIMEOUT)) python="$ROOT/.venv/bin/python"
@@ -111,11 +80,7 @@ up() {
   write_config
   format_storage
   say "starting Apache Kafka $VERSION on 127.0.0.1:$PORT"
-  # shellcheck disable=SC2086  # HEAP holds several JVM flags
-  nohup java $HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
-    -Dkafka.logs.dir="$LOGS" -Dlog4j2.configurationFile="$ROOT/kafka/log4j2.properties" \
-    -cp "$LIBS/*" kafka.Kafka "$CONF" >"$LOGS/broker.out" 2>&1 </dev/null &
-  pid=$!
+  pid="$(start_java "$LOGS/broker.out" kafka.Kafka "$CONF")"
   echo "$pid" >"$PID_FILE"
   wait_ready "$pid"
   say "ready (pid $pid) on 127.0.0.1:$PORT"

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.processes import stop_process
 from pipeline.settings import Settings
 from pipeline.topics import create_topics
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = ROOT / "scripts" / "kafka.sh"
 POSTGRES_SCRIPT = ROOT / "scripts" / "postgres.sh"
 POSTGRES_IMAGE = "postgres:15"
+CLUSTER_SCRIPT = ROOT / "scripts" / "kafka-cluster.sh"
 # The image testcontainers' Kafka module knows how to start (Confluent 8.1 = Apache Kafka 4.1).
 CONTAINER_IMAGE = "confluentinc/cp-kafka:8.1.0"
 
@@ -121,6 +123,62 @@ def database_settings(settings_factory: Callable[..., Settings]) -> Settings:
     return settings
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """The local three-broker cluster (``scripts/kafka-cluster.sh``)."""
+
+    env: dict[str, str]
+    """``VELOURCITY_KAFKA_*`` of its SASL_SSL listener (SCRAM-SHA-512, the local CA)."""
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """The same as ``Settings`` keyword arguments."""
+        return {k.removeprefix("VELOURCITY_").lower(): v for k, v in self.env.items()}
+
+    @property
+    def untrusted_ca(self) -> str:
+        return str(Path(self.env["VELOURCITY_KAFKA_SSL_CA_LOCATION"]).with_name("other-ca.pem"))
+
+    @property
+    def mutual_tls(self) -> dict[str, str]:
+        """``Settings`` keyword arguments of its mutual-TLS listener (a client certificate)."""
+        exports = self.script("env-mtls")
+        return {
+            name.removeprefix("export VELOURCITY_").lower(): value
+            for name, _, value in (line.partition("=") for line in exports.splitlines())
+            if name.startswith("export ")
+        }
+
+    def script(self, *args: str, timeout: float = 180) -> str:
+        done = subprocess.run(
+            [str(CLUSTER_SCRIPT), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
+        return done.stdout
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[Cluster]:
+    """The three-broker cluster for the whole session: started unless it runs already (then
+    it is left running), and stopped at the end when this fixture started it."""
+    was_running = subprocess.run([str(CLUSTER_SCRIPT), "status"], capture_output=True).returncode
+    subprocess.run([str(CLUSTER_SCRIPT), "up"], check=True, timeout=300)
+    exports = subprocess.run(
+        [str(CLUSTER_SCRIPT), "env"], capture_output=True, text=True, check=True
+    ).stdout
+    env = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in exports.splitlines()
+        if line.startswith("export ")
+    )
+    yield Cluster(env=env)
+    if was_running != 0:
+        subprocess.run([str(CLUSTER_SCRIPT), "down"], timeout=180, check=False)
+
+
 @pytest.fixture
 def prefix() -> str:
     """A topic / group prefix of this test's own."""
@@ -160,7 +218,7 @@ def kafka_settings(settings_factory: Callable[..., Settings]) -> Settings:
 
 
 @pytest.fixture
-def read_topic(kafka_bootstrap: str) -> Callable[..., list[Any]]:
+def read_topic(settings_factory: Callable[..., Settings]) -> Callable[..., list[Any]]:
     """``read_topic(topic, count, timeout=30)``: the first ``count`` records of a topic, from the
     beginning, through a throwaway consumer group (raises if fewer arrive in time)."""
     from confluent_kafka import Consumer
@@ -169,12 +227,14 @@ def read_topic(kafka_bootstrap: str) -> Callable[..., list[Any]]:
         import time
 
         consumer = Consumer(
-            {
-                "bootstrap.servers": kafka_bootstrap,
-                "group.id": f"reader-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
+            librdkafka_config(
+                settings_factory(),
+                **{
+                    "group.id": f"reader-{uuid.uuid4().hex}",
+                    "auto.offset.reset": "earliest",
+                    "enable.auto.commit": False,
+                },
+            )
         )
         consumer.subscribe([topic])
         records: list[Any] = []

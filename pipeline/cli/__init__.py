@@ -80,19 +80,24 @@ def api(
 ) -> None:
     """Serve the REST API and the dashboard; runs the delivery log sink too unless --no-sink."""
     from pipeline.api.server import serve  # fastapi + uvicorn: import them only here
+    from pipeline.kafka.connection import check_connection
     from pipeline.settings import load_settings
 
-    serve(load_settings(), host=host, port=port, run_sink=not no_sink)
+    settings = load_settings()
+    check_connection(settings)
+    serve(settings, host=host, port=port, run_sink=not no_sink)
 
 
 @app.command("log-sink")
 def log_sink() -> None:
     """Write the deliveries and attempts topics into the delivery log (PostgreSQL) on its own."""
     from pipeline.deliverylog.sink import run_log_sink
+    from pipeline.kafka.connection import check_connection
     from pipeline.observability import configure_logging
     from pipeline.settings import load_settings
 
     settings = load_settings()
+    check_connection(settings)
     configure_logging(settings)
     run_log_sink(settings)
 

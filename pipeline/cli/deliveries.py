@@ -10,6 +10,7 @@ import typer
 from confluent_kafka import Consumer
 
 from pipeline.delivery.record import Attempt
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.settings import load_settings
 from pipeline.topics import ATTEMPTS
 
@@ -38,7 +39,7 @@ def tail(
     settings = load_settings()
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **librdkafka_config(settings),
             "group.id": f"tail-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest" if from_beginning else "latest",

@@ -9,6 +9,7 @@ import typer
 
 from pipeline.events.samples import sample_event
 from pipeline.events.types import EVENT_TYPES, check_event_type
+from pipeline.kafka.connection import check_connection
 from pipeline.publisher import Publisher
 from pipeline.settings import load_settings
 
@@ -26,7 +27,9 @@ def trigger(
     """Publish sample events to the domain topics, batched, and wait for the broker's acks."""
     types = list(EVENT_TYPES) if event_type == "all" else [check_event_type(event_type)]
     events = {}
-    with Publisher(load_settings()) as publisher:
+    settings = load_settings()
+    check_connection(settings)
+    with Publisher(settings) as publisher:
         for _ in range(count):
             for t in types:
                 event = sample_event(t, account)

@@ -24,6 +24,7 @@ from pipeline.delivery.record import Delivery
 from pipeline.delivery.signing import webhook_headers
 from pipeline.endpoints import Endpoint, EndpointWriter, new_endpoint
 from pipeline.endpoints.store import load_endpoints
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.kafka_retry import retrying
 from pipeline.settings import Settings, load_settings
 from pipeline.topics import DELIVERIES
@@ -101,7 +102,7 @@ def _deliveries(settings: Settings, endpoint_id: str, since_ms: int) -> Iterator
     topic = settings.topic(DELIVERIES)
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **librdkafka_config(settings),
             "group.id": f"listen-{uuid.uuid4().hex}",  # assigned, never joins nor commits
             "enable.auto.commit": False,
         }

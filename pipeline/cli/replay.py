@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from pipeline.endpoints import load_endpoints
+from pipeline.kafka.connection import check_connection
 from pipeline.replay import (
     GroupHasMembers,
     OffsetReset,
@@ -56,6 +57,7 @@ def replay(
         reset=reset, account_id=account, endpoint_id=endpoint, until_given=until is not None
     )
     settings = load_settings()
+    check_connection(settings)
     if reset:
         try:
             resets = reset_offsets(settings, since_ms=since_ms, dry_run=dry_run)

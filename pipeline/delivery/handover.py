@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 
 from pipeline.delivery.copies import DeliveredBefore, RecentFanouts, fanout_id, is_fence, read_back
 from pipeline.delivery.offsets import OffsetTracker
+from pipeline.kafka.connection import aiokafka_kwargs
 from pipeline.settings import Settings
 from pipeline.topics import ATTEMPTS, DELIVERIES
 
@@ -47,11 +48,10 @@ class Handover:
         self._reader: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        bootstrap = self._settings.kafka_bootstrap
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self._admin = AIOKafkaAdminClient(**aiokafka_kwargs(self._settings))
         await self._admin.start()
         self._reader = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+            **aiokafka_kwargs(self._settings), group_id=None, enable_auto_commit=False
         )
         await self._reader.start()
 

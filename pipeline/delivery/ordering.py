@@ -39,6 +39,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from confluent_kafka import Consumer
 
+from pipeline.kafka.connection import aiokafka_kwargs, librdkafka_config
 from pipeline.settings import Settings
 from pipeline.topics import ORDERING
 
@@ -173,7 +174,7 @@ def park_until(now_ms: int, head_due: int | None, tiers: Sequence[float]) -> tup
 
 
 def _partitions(settings: Settings, topic: str) -> list[int]:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "metadata"})
+    consumer = Consumer({**librdkafka_config(settings), "group.id": "metadata"})
     try:
         found = consumer.list_topics(topic, timeout=30).topics.get(topic)
     finally:
@@ -198,7 +199,7 @@ class OrderingLog:
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap,
+            **aiokafka_kwargs(self._settings),
             enable_auto_commit=False,
             group_id=None,
         )

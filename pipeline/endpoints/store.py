@@ -18,6 +18,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from pipeline.endpoints.model import Endpoint
 from pipeline.exceptions import PublishError
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.settings import Settings
 from pipeline.topics import ENDPOINTS
 
@@ -31,7 +32,7 @@ class EndpointWriter:
         self._topic = settings.topic(ENDPOINTS)
         self._producer = Producer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap,
+                **librdkafka_config(settings),
                 "enable.idempotence": True,
                 "acks": "all",
             }
@@ -127,7 +128,7 @@ class EndpointCache:
     def _run(self) -> None:
         consumer = Consumer(
             {
-                "bootstrap.servers": self._settings.kafka_bootstrap,
+                **librdkafka_config(self._settings),
                 "group.id": f"endpoint-cache-{uuid.uuid4().hex}",  # never joins nor commits
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,

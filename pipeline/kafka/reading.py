@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.settings import Settings
 
 
@@ -16,7 +17,7 @@ def read_to_end(settings: Settings, topic: str) -> Iterator[Message]:
     that never joins a group nor commits."""
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **librdkafka_config(settings),
             "group.id": f"reader-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,

@@ -1,10 +1,12 @@
 """The chaos suite's short form (``velourcity chaos --ci``): scenarios 1, 3 and 4 with fewer
-events and shorter faults, against the session broker. Every (event, endpoint) pair the broker
-acknowledged must arrive; poison must end in quarantine with its reason."""
+events and shorter faults, against the session broker, and scenario 7 (failover) on the local
+three-broker cluster over SASL_SSL. Every (event, endpoint) pair the broker acknowledged must
+arrive; poison must end in quarantine with its reason; no partition may stay uncommitted."""
 
 from __future__ import annotations
 
 import pytest
+from velourcity_chaos.failover import failover_controller, failover_leader
 from velourcity_chaos.scenarios import Options, poison_input, receiver_outage, worker_crashes
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
@@ -46,3 +48,22 @@ def test_poison_input_is_quarantined_and_valid_events_delivered(options) -> None
     assert sum(produced.values()) == 100 and produced["huge"] == 1
     assert tally.quarantined == 100
     assert not tally.problems, tally.problems  # reasons as expected, no worker restarted
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize(
+    "scenario", [failover_leader, failover_controller], ids=["leader", "controller"]
+)
+def test_failover_loses_nothing_and_leaves_no_partition_stuck(
+    kafka_cluster, tmp_path, scenario
+) -> None:
+    options = Options(
+        bootstrap=kafka_cluster.env["VELOURCITY_KAFKA_BOOTSTRAP"], directory=tmp_path, ci=True
+    )
+    tally = scenario(options)
+    print(f"\n{tally.as_dict()}")
+    assert "SIGKILL" in tally.notes, tally.problems  # a node did die mid-run
+    assert tally.lost == 0
+    assert tally.delivered == tally.expected == tally.published == 1_000
+    assert tally.notes["stuck partitions"] == "none"
+    assert not tally.problems, tally.problems

@@ -11,7 +11,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Message, Producer
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.kafka.config import consumer_config
@@ -95,3 +95,50 @@ def test_a_paused_partition_runs_again_after_a_rebalance(kafka_bootstrap: str) -
     values = [v for _, _, v in seen]
     assert b"after" in values  # partition 0 runs again: it was paused before the rebalances
     assert values.count(b"hold") >= 2  # and the held record was read again from its offset
+
+
+def test_a_commit_of_an_idle_consumer_is_made_at_once(kafka_bootstrap: str) -> None:
+    """A commit asked for once the records are handled and nothing more comes: the consumer
+    thread polls again and again; the commit must still be made, and soon (from another
+    thread it waited for a gap between polls that never came, and the offsets stayed behind)."""
+    topic = _topic(kafka_bootstrap)
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, session_timeout=6)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    seen: list[int] = []
+    took: list[float] = []
+
+    async def main() -> None:
+        async def on_batch(records: list[Message]) -> None:
+            seen.extend(record.offset() or 0 for record in records)
+
+        async def on_assign(_partitions: list[tuple[str, int]]) -> None:
+            pass
+
+        async def on_revoke(_partitions: list[tuple[str, int]]) -> Offsets:
+            return {}
+
+        consumer = GroupConsumer(
+            consumer_config(settings, group=group),
+            [topic],
+            on_batch=on_batch,
+            on_assign=on_assign,
+            on_revoke=on_revoke,
+        )
+        consumer.start()
+        _produce(kafka_bootstrap, topic, [b"a", b"b", b"c"], 0)
+        await _until(lambda: len(seen) == 3, 30)
+        await asyncio.sleep(1)  # idle: the thread is polling with nothing to hand over
+        for offset in (2, 3):
+            started = time.monotonic()
+            await asyncio.wait_for(consumer.commit({(topic, 0): (offset, "")}), 10)
+            took.append(time.monotonic() - started)
+        await consumer.stop()
+
+    asyncio.run(main())
+    assert max(took) < 2, took
+    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+    try:
+        (committed,) = reader.committed([TopicPartition(topic, 0)], timeout=10)
+    finally:
+        reader.close()
+    assert committed.offset == 3

@@ -17,6 +17,7 @@ import uuid
 
 import orjson
 
+from pipeline.kafka.connection import aiokafka_kwargs, librdkafka_config
 from pipeline.settings import Settings
 from velourcity_bench.receiver import run_loop
 
@@ -116,13 +117,13 @@ def kafka_rate(settings: Settings, *, seconds: float, size: int = 1000) -> dict[
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     topic = settings.topic(f"bench.raw.{uuid.uuid4().hex[:8]}")
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(librdkafka_config(settings))
     created = admin.create_topics([NewTopic(topic, num_partitions=settings.delivery_partitions)])
     for future in created.values():
         future.result(30)
     producer = Producer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **librdkafka_config(settings),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
@@ -152,7 +153,7 @@ def kafka_rate(settings: Settings, *, seconds: float, size: int = 1000) -> dict[
 
         consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=settings.kafka_bootstrap,
+            **aiokafka_kwargs(settings),
             group_id=f"{topic}-reader",
             auto_offset_reset="earliest",
             enable_auto_commit=False,

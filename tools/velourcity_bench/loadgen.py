@@ -35,6 +35,7 @@ from confluent_kafka import Producer
 
 from pipeline.events.body import render_body
 from pipeline.events.samples import new_event, sample_event
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.publisher import Publisher
 from pipeline.settings import Settings, load_settings
 
@@ -150,7 +151,7 @@ def run(
 ) -> dict[str, Any]:
     count = max(1, round(rate * seconds))
     events = encode_events(settings, mix, count, seed=seed, prefix=prefix)
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap} | PRODUCER_CONFIG)
+    producer = Producer(librdkafka_config(settings, **PRODUCER_CONFIG))
     producer.list_topics(timeout=30)  # connected before the clock starts
     print("ready", flush=True)
     sys.stdin.readline()

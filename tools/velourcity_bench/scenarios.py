@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.topics import DELIVERIES
 from velourcity_bench.load import (
     Load,
@@ -302,9 +303,7 @@ def _watch_fanout(options: Options, stack: Stack, expected: int) -> dict[str, An
     from confluent_kafka import Consumer
 
     topic = [stack.settings.topic(DELIVERIES)]
-    consumer = Consumer(
-        {"bootstrap.servers": stack.settings.kafka_bootstrap, "group.id": "bench-marks"}
-    )
+    consumer = Consumer({**librdkafka_config(stack.settings), "group.id": "bench-marks"})
     try:
         launched = time.time()
         stack.start_workers(options.workers)

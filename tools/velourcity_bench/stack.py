@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient
 
 from pipeline.endpoints.model import Endpoint, new_endpoint
 from pipeline.endpoints.store import EndpointWriter
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.processes import stop_process
 from pipeline.settings import Settings
 from pipeline.topics import create_topics, pipeline_topics, retry_tiers, retry_topic_name
@@ -164,9 +165,7 @@ class Stack:
 
         own = consumer is None
         if own:
-            consumer = Consumer(
-                {"bootstrap.servers": self.settings.kafka_bootstrap, "group.id": "bench-marks"}
-            )
+            consumer = Consumer({**librdkafka_config(self.settings), "group.id": "bench-marks"})
         total = 0
         try:
             for topic in topics:
@@ -193,7 +192,7 @@ class Stack:
                                ("velourcity-sender", role != "fanout"))
             if runs
         ]  # fmt: skip
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        admin = AdminClient(librdkafka_config(self.settings))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             futures = admin.describe_consumer_groups(groups, request_timeout=10)
@@ -241,7 +240,7 @@ class Stack:
         names = [spec.name for spec in pipeline_topics(self.settings)]
         with contextlib.suppress(Exception):  # best effort: a leftover topic costs only disk
             for future in (
-                AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+                AdminClient(librdkafka_config(self.settings))
                 .delete_topics(names, operation_timeout=30)
                 .values()
             ):

@@ -4,8 +4,9 @@ accounting receiver, with faults injected while events flow; every scenario ends
 
 Modules: :mod:`.receiver` (the accounting receiver, its own process), :mod:`.stack` (the
 processes and topics of one run), :mod:`.ledger` (what arrived, counted), :mod:`.poison`
-(malformed records), :mod:`.broker` (a throwaway broker), :mod:`.scenarios` and
-:mod:`.api_abuse` (the faults), :mod:`.report` (the table, JSON and Markdown).
+(malformed records), :mod:`.broker` (a throwaway broker), :mod:`.cluster` (the local
+three-broker cluster), :mod:`.scenarios`, :mod:`.api_abuse` and :mod:`.failover` (the faults),
+:mod:`.report` (the table, JSON and Markdown).
 """
 
 from velourcity_chaos.report import Tally

@@ -18,8 +18,11 @@ RESULTS = Path("reliability") / "results"
 
 
 _SCENARIO_HELP = (
-    "worker-crashes, broker-restart, receiver-outage, poison-input, rebalance, api-abuse, or all"
+    "worker-crashes, broker-restart, receiver-outage, poison-input, rebalance, api-abuse, "
+    "failover (or 7: failover-leader and failover-controller, on the three-broker cluster), or all"
 )
+_GROUPS = {"failover": ["failover-leader", "failover-controller"]}
+_GROUPS["7"] = _GROUPS["failover"]
 
 
 def chaos(
@@ -36,14 +39,21 @@ def chaos(
     """Run fault scenarios against real workers and print what was lost, duplicated and delayed.
 
     Uses the broker of VELOURCITY_KAFKA_BOOTSTRAP (topics under a prefix of each run's own);
-    the broker-restart scenario starts and stops a throwaway broker of its own."""
+    the broker-restart scenario starts and stops a throwaway broker of its own, the failover
+    scenario (7) the local three-broker cluster (scripts/kafka-cluster.sh) unless it runs."""
     from pipeline.settings import load_settings
     from velourcity_chaos.api_abuse import api_abuse
+    from velourcity_chaos.failover import failover_controller, failover_leader
     from velourcity_chaos.report import markdown_table, save
     from velourcity_chaos.scenarios import SCENARIOS, Options
 
-    every = {**SCENARIOS, "api-abuse": api_abuse}
-    names = list(every) if scenario == "all" else [scenario]
+    every = {
+        **SCENARIOS,
+        "api-abuse": api_abuse,
+        "failover-leader": failover_leader,
+        "failover-controller": failover_controller,
+    }
+    names = list(every) if scenario == "all" else _GROUPS.get(scenario, [scenario])
     if unknown := [n for n in names if n not in every]:
         raise ConfigurationError(f"unknown scenario {unknown[0]!r}; known: {', '.join(every)}, all")
     directory = logs or Path(tempfile.mkdtemp(prefix="velourcity-chaos-"))

@@ -25,6 +25,7 @@ from confluent_kafka.admin import AdminClient
 from pipeline.endpoints import EndpointWriter, new_endpoint
 from pipeline.events.samples import sample_event
 from pipeline.exceptions import PublishError
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.processes import stop_process
 from pipeline.publisher import Publisher
 from pipeline.settings import Settings
@@ -258,7 +259,7 @@ class Stack:
         (a record quarantined twice, at least once, is one bad input)."""
         consumer = Consumer(
             {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
+                **librdkafka_config(self.settings),
                 "group.id": f"chaos-count-{uuid.uuid4().hex}",
                 "enable.auto.commit": False,
                 "fetch.max.bytes": 16 * 1024 * 1024,
@@ -304,7 +305,7 @@ class Stack:
             worker.stop()
         self.receiver.stop()
         if delete_topics:
-            admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+            admin = AdminClient(librdkafka_config(self.settings))
             try:
                 names = [
                     t
