@@ -14,6 +14,7 @@
     │   └── CorruptPayload          truncated or corrupt Avro body
     ├── PublishError                the broker did not acknowledge a record
     ├── DatabaseUnavailable         PostgreSQL cannot be reached (or refused the connection)
+    ├── StaleVersion(current)       a conditional write (If-Match) named a version not current
     └── DeliveryOutcome             steers the sender; not a bug (see pipeline.delivery)
         ├── RetryLater(after_seconds)
         └── GiveUp(reason)
@@ -39,6 +40,7 @@ __all__ = [
     "MissingHeader",
     "PublishError",
     "RetryLater",
+    "StaleVersion",
     "UnknownEventType",
     "UnknownFingerprint",
     "UnsafeURL",
@@ -111,6 +113,15 @@ class PublishError(VelourcityError):
 class DatabaseUnavailable(VelourcityError):
     """PostgreSQL could not be reached, refused us, or went away mid-transaction (nothing of
     that transaction was committed). Raised by :mod:`pipeline.db`, chained to psycopg's error."""
+
+
+class StaleVersion(VelourcityError):
+    """A write conditional on a version (the API's ``If-Match``) found another one committed:
+    nothing was written. ``current`` is the version there now."""
+
+    def __init__(self, message: str, *, current: int) -> None:
+        super().__init__(message)
+        self.current = current
 
 
 class DeliveryOutcome(VelourcityError):
