@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,7 +25,11 @@ _ERRORS = {
         (404, "Not found (or another account's)"),
         (413, "Body too large"),
         (422, "A field is missing, of the wrong type, unknown or refused"),
-        (503, "Not ready, not configured, or the broker did not acknowledge the write"),
+        (
+            503,
+            "Not ready, not configured, the broker did not acknowledge the write, or the"
+            " database is unavailable (database_unavailable)",
+        ),
     ]
 }
 
@@ -40,18 +43,20 @@ def create_api(
     *,
     backends: Backends | None = None,
     resolver: SyncResolver | None = None,
-    visible_timeout: float = 5.0,
     max_body_bytes: int = MAX_BODY_BYTES,
+    run_relay: bool = True,
 ) -> FastAPI:
-    """The API. Without ``backends`` it reads and writes the Kafka topics of ``settings``,
-    loading them when the server starts (requests before that answer 503)."""
+    """The API. Without ``backends`` it reads and writes the control plane in the PostgreSQL
+    of ``settings`` (migrated when the server starts) and reads the rest from its Kafka topics,
+    loaded when the server starts (requests before that answer 503); ``run_relay`` runs an
+    outbox relay in this process too."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if backends is not None:
             yield
             return
-        async with kafka_backends(settings) as loaded:
+        async with kafka_backends(settings, run_relay=run_relay) as loaded:
             app.state.backends = loaded
             yield
             app.state.backends = None
@@ -65,11 +70,8 @@ def create_api(
         responses=_ERRORS,  # type: ignore[arg-type]
         generate_unique_id_function=_operation_id,
     )
-    app.state.config = ApiConfig(
-        settings=settings, resolver=resolver, visible_timeout=visible_timeout
-    )
+    app.state.config = ApiConfig(settings=settings, resolver=resolver)
     app.state.backends = backends
-    app.state.account_lock = asyncio.Lock()
     install_error_handlers(app)
     app.include_router(accounts.router)
     app.include_router(endpoints.router)

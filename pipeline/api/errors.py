@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline.exceptions import InvalidInput, PublishError
+from pipeline.exceptions import DatabaseUnavailable, InvalidInput, PublishError, StaleVersion
 
 log = structlog.get_logger(__name__)
 
@@ -124,12 +124,31 @@ def _unavailable(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(503, "unavailable", message)
 
 
+def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable", error=str(exc))
+    message = (
+        "the database is unavailable (nothing was changed); deliveries go on: try again shortly"
+    )
+    return error_response(503, "database_unavailable", message, headers={"Retry-After": "5"})
+
+
+def _stale_version(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StaleVersion)
+    message = (
+        f"If-Match names a version that is no longer current (it is now {exc.current}):"
+        " nothing was changed; GET the resource again and retry with its ETag"
+    )
+    return error_response(412, "precondition_failed", message, headers={"ETag": f'"{exc.current}"'})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(PublishError, _unavailable)
+    app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
+    app.add_exception_handler(StaleVersion, _stale_version)
 
 
 class BodyLimit:

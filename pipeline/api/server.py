@@ -9,7 +9,7 @@ from pipeline.observability import configure_logging
 from pipeline.settings import Settings
 
 
-def serve(settings: Settings, *, host: str, port: int) -> None:
+def serve(settings: Settings, *, host: str, port: int, run_relay: bool = True) -> None:
     configure_logging(settings)
     level = "warning" if settings.log_level == "warn" else settings.log_level
-    uvicorn.run(create_api(settings), host=host, port=port, log_level=level)
+    uvicorn.run(create_api(settings, run_relay=run_relay), host=host, port=port, log_level=level)

@@ -70,12 +70,37 @@ def worker() -> None:
 
 
 @app.command()
-def api(host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Serve the REST API (accounts, API keys, endpoints)."""
+def api(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    no_relay: bool = typer.Option(
+        False, "--no-relay", help="Do not run an outbox relay here (run velourcity outbox-relay)"
+    ),
+) -> None:
+    """Serve the REST API (accounts, API keys, endpoints); runs an outbox relay too unless
+    --no-relay."""
     from pipeline.api.server import serve  # fastapi + uvicorn: import them only here
     from pipeline.settings import load_settings
 
-    serve(load_settings(), host=host, port=port)
+    serve(load_settings(), host=host, port=port, run_relay=not no_relay)
+
+
+@app.command("outbox-relay")
+def outbox_relay(
+    fault: str | None = typer.Option(None, "--fault", hidden=True, help="Tests only."),
+) -> None:
+    """Carry committed control-plane changes (PostgreSQL's outbox) to the compacted topics, on
+    its own (one relay at a time works; the others wait to take over)."""
+    from pipeline.controlplane.relay import FAULTS, run_relay
+    from pipeline.observability import configure_logging
+    from pipeline.settings import load_settings
+
+    chosen = next((f for f in FAULTS if f == fault), None)
+    if fault is not None and chosen is None:
+        raise typer.BadParameter(f"one of {', '.join(FAULTS)}", param_hint="--fault")
+    settings = load_settings()
+    configure_logging(settings)
+    run_relay(settings, fault=chosen)
 
 
 def main() -> None:
