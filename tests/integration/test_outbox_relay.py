@@ -1,0 +1,183 @@
+"""The outbox relay across a SIGKILL, and the one-time import, on real PostgreSQL and Kafka.
+
+A change committed in PostgreSQL reaches the compacted topic, and a worker sends with it, even
+when the relay is killed with the change read but not produced, or produced but not marked
+sent (then it is produced again: at least once, byte for byte the same record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from conftest import ROOT, settings_env
+from test_delivery import publish
+
+from pipeline.accounts import AccountWriter, new_account
+from pipeline.controlplane import ControlPlane
+from pipeline.controlplane.store import VersionedEndpoint
+from pipeline.db import async_pool, connect
+from pipeline.endpoints import EndpointWriter, new_endpoint
+from pipeline.events.samples import sample_event
+from pipeline.settings import Settings
+from pipeline.topics import ENDPOINTS, create_topics
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(180)]
+T = TypeVar("T")
+SIGKILL = -9
+
+
+@pytest.fixture
+def settings(database_settings: Settings) -> Settings:
+    create_topics(database_settings)
+    return database_settings
+
+
+@pytest.fixture
+def relay_factory(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start ``velourcity outbox-relay`` processes (``--fault ...`` to have one killed)."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
+        with (tmp_path / f"relay-{len(started)}.log").open("wb") as log:
+            process = subprocess.Popen(
+                [str(ROOT / ".venv/bin/velourcity"), "outbox-relay", *args],
+                env=settings_env(settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(20)
+
+
+def store(settings: Settings, use: Callable[[ControlPlane], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with async_pool(settings) as pool:
+            return await use(ControlPlane(pool))
+
+    return asyncio.run(main())
+
+
+def unsent(settings: Settings) -> int:
+    with connect(settings) as conn:
+        row = conn.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def records_in(settings: Settings, topic: str) -> int:
+    """How many records the topic holds (high watermarks; nothing compacted this fast)."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "watermarks"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        )
+    finally:
+        consumer.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        time.sleep(0.1)
+
+
+def test_a_change_committed_before_the_relay_is_killed_reaches_the_workers(
+    settings: Settings,
+    relay_factory: Callable[..., subprocess.Popen[bytes]],
+    receiver_factory: Callable[..., Any],
+    worker_factory: Callable[..., Any],
+) -> None:
+    receiver = receiver_factory()
+    endpoint = new_endpoint(settings, account_id="acct_a", url="http://127.0.0.1:9/nowhere")
+
+    dying = relay_factory(settings, "--fault", "kill-before-produce")
+
+    async def change(control: ControlPlane) -> VersionedEndpoint | None:
+        await control.create_endpoint(endpoint)
+        return await control.update_endpoint(endpoint.id, "acct_a", {"url": receiver.url})
+
+    assert store(settings, change) is not None  # committed: the relay reads it, and dies
+    assert dying.wait(60) == SIGKILL
+    assert unsent(settings) == 2 and records_in(settings, settings.topic(ENDPOINTS)) == 0
+
+    relay_factory(settings)  # restarted
+    wait_until(lambda: unsent(settings) == 0, 30, "the restarted relay marks both rows sent")
+    worker = worker_factory(settings)
+    wait_until(lambda: "sender started" in worker.log(), 90, "the worker starts")
+    event = sample_event("order.created", "acct_a")
+    publish(settings, [event])
+    (request,) = receiver.wait_for(1, timeout=60)  # sent to the URL of the change
+    assert request.headers["webhook-id"] == event["id"]
+
+
+def test_a_relay_killed_after_the_ack_produces_the_rows_again(
+    settings: Settings,
+    relay_factory: Callable[..., subprocess.Popen[bytes]],
+    read_topic: Callable[..., list[Any]],
+) -> None:
+    endpoint = new_endpoint(settings, account_id="acct_a", url="http://127.0.0.1:9/hooks")
+    dying = relay_factory(settings, "--fault", "kill-after-produce")
+    store(settings, lambda control: control.create_endpoint(endpoint))
+    assert dying.wait(60) == SIGKILL
+    topic = settings.topic(ENDPOINTS)
+    assert unsent(settings) == 1 and records_in(settings, topic) == 1  # produced, not marked
+
+    relay_factory(settings)
+    wait_until(lambda: unsent(settings) == 0, 30, "the restarted relay marks the row sent")
+    first, again = read_topic(topic, 2)
+    assert first.key() == again.key() == endpoint.id.encode()
+    assert first.value() == again.value() == endpoint.to_json()  # the same record, harmless
+
+
+def test_the_compacted_topics_are_imported_once(settings: Settings) -> None:
+    account, api_key = new_account("Roma")
+    AccountWriter(settings).put(account)
+    kept = new_endpoint(settings, account_id=account.id, url="http://127.0.0.1:9/a")
+    deleted = new_endpoint(settings, account_id=account.id, url="http://127.0.0.1:9/b")
+    writer = EndpointWriter(settings)
+    writer.put(kept)
+    writer.put(deleted)
+    writer.delete(deleted.id)  # a tombstone: not imported
+
+    def migrate() -> str:
+        done = subprocess.run(
+            [str(ROOT / ".venv/bin/velourcity"), "db", "migrate"],
+            env=settings_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return done.stdout
+
+    assert "imported 1 accounts, 1 endpoints from Kafka" in migrate()
+    assert "imported from Kafka before, nothing to do" in migrate()
+
+    async def read(control: ControlPlane) -> tuple[Any, ...]:
+        return (
+            await control.authenticate(api_key),
+            await control.endpoint(kept.id),
+            await control.endpoint(deleted.id),
+        )
+
+    owner, found, gone = store(settings, read)
+    assert owner is not None and owner.id == account.id
+    assert found is not None and found.endpoint == kept and found.version == 1
+    assert gone is None
+    assert unsent(settings) == 0  # the topics hold these already: nothing to relay
