@@ -65,10 +65,10 @@ class InMemoryControlPlane:
         return self.endpoints.get(endpoint_id)
 
     async def endpoints_of(
-        self, account_id: str, *, after: str | None = None, limit: int = 100
+        self, account_id: str | None, *, after: str | None = None, limit: int = 100
     ) -> list[VersionedEndpoint]:
         mine = sorted(
-            (f for f in self.endpoints.values() if f.endpoint.account_id == account_id),
+            (f for f in self.endpoints.values() if account_id in (None, f.endpoint.account_id)),
             key=lambda f: f.endpoint.id,
         )
         return [f for f in mine if after is None or f.endpoint.id > after][:limit]

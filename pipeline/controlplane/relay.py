@@ -49,6 +49,14 @@ class OutboxRelay:
     def __init__(self, settings: Settings, *, fault: Fault | None = None) -> None:
         self._settings = settings
         self._fault = fault
+        self._producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "message.timeout.ms": PRODUCE_TIMEOUT_MS,
+            }
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.run, name="outbox-relay", daemon=True)
         self.sent = 0
@@ -66,14 +74,6 @@ class OutboxRelay:
 
     def run(self) -> None:
         """Relay until :meth:`stop`: take the lock, then drain the outbox as rows come."""
-        producer = Producer(
-            {
-                "bootstrap.servers": self._settings.kafka_bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "message.timeout.ms": PRODUCE_TIMEOUT_MS,
-            }
-        )
         backoff = 0.1
         while not self._stop.is_set():
             try:
@@ -84,17 +84,18 @@ class OutboxRelay:
                     log.info("outbox relay started")
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     while not self._stop.is_set():
-                        if self._relay_batch(conn, producer) < BATCH:
+                        if self.relay_batch(conn) < BATCH:
                             _wait_for_notify(conn)
                         backoff = 0.1
             except (DatabaseUnavailable, psycopg.Error, PublishError) as exc:
                 log.warning("outbox relay: retrying", error=str(exc), after_seconds=backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
-        producer.flush(5)
+        self._producer.flush(5)
 
-    def _relay_batch(self, conn: psycopg.Connection[Any], producer: Producer) -> int:
-        """Produce one batch of unsent rows in order and mark them sent; how many."""
+    def relay_batch(self, conn: psycopg.Connection[Any]) -> int:
+        """Produce one batch of unsent rows in order and mark them sent; how many. The caller
+        holds the relay lock on ``conn``."""
         rows = conn.execute(
             "SELECT id, topic, key, value FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT %s",
             (BATCH,),
@@ -104,13 +105,13 @@ class OutboxRelay:
         self._maybe_fault("kill-before-produce")
         errors: list[KafkaError] = []
         for _id, topic, key, value in rows:
-            producer.produce(
+            self._producer.produce(
                 self._settings.topic(topic),
                 key=key.encode(),
                 value=bytes(value) if value is not None else None,
                 on_delivery=lambda err, _msg: errors.append(err) if err else None,
             )
-        if producer.flush(PRODUCE_TIMEOUT_MS / 1000 + 5) or errors:
+        if self._producer.flush(PRODUCE_TIMEOUT_MS / 1000 + 5) or errors:
             raise PublishError(f"{len(rows)} outbox rows not acknowledged: {errors[:1]}")
         self._maybe_fault("kill-after-produce")
         conn.execute(
@@ -136,6 +137,33 @@ def _try_lock(conn: psycopg.Connection[Any]) -> bool:
 def _wait_for_notify(conn: psycopg.Connection[Any]) -> None:
     for _ in conn.notifies(timeout=POLL_SECONDS, stop_after=1):
         pass
+
+
+def flush_outbox(settings: Settings, timeout: float = 30.0) -> bool:
+    """Have every row now in the outbox produced before returning: here, when no relay runs
+    (the lock is free), else by the relay that holds it. For commands such as ``velourcity
+    endpoints create`` that must not return before the workers can see their change. False:
+    not all produced within ``timeout`` (they stay in the outbox; a relay sends them later)."""
+    with connect(settings, autocommit=True) as conn:
+        row = conn.execute("SELECT max(id) FROM outbox WHERE sent_at IS NULL").fetchone()
+        last = row[0] if row else None
+        deadline = time.monotonic() + timeout
+        while last is not None and time.monotonic() < deadline:
+            if _try_lock(conn):
+                try:
+                    relay = OutboxRelay(settings)
+                    while relay.relay_batch(conn) == BATCH:
+                        pass
+                    return True
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (RELAY_LOCK,))
+            pending = conn.execute(
+                "SELECT 1 FROM outbox WHERE sent_at IS NULL AND id <= %s LIMIT 1", (last,)
+            ).fetchone()
+            if pending is None:
+                return True
+            time.sleep(POLL_SECONDS)
+        return last is None
 
 
 def run_relay(settings: Settings, *, fault: Fault | None = None) -> None:

@@ -188,15 +188,16 @@ class ControlPlane:
             return _endpoint(row) if row is not None else None
 
     async def endpoints_of(
-        self, account_id: str, *, after: str | None = None, limit: int = 100
+        self, account_id: str | None, *, after: str | None = None, limit: int = 100
     ) -> list[VersionedEndpoint]:
-        """The account's endpoints by id (= creation order), those after ``after``."""
+        """The account's endpoints (every account's: ``None``) by id (= creation order), those
+        after ``after``."""
         async with self._transaction("list endpoints") as conn:
             cursor = conn.cursor(row_factory=dict_row)
+            where = " WHERE (%s::text IS NULL OR account_id = %s) AND id > %s ORDER BY id LIMIT %s"
             await cursor.execute(
-                _SELECT_ENDPOINT
-                + sql.SQL(" WHERE account_id = %s AND id > %s ORDER BY id LIMIT %s"),
-                (account_id, after or "", limit),
+                _SELECT_ENDPOINT + sql.SQL(where),
+                (account_id, account_id, after or "", limit),
             )
             return [_endpoint(row) for row in await cursor.fetchall()]
 
