@@ -20,6 +20,7 @@ from pipeline.accounts import Account, ApiKey
 from pipeline.controlplane import ControlPlane, VersionedAccount, VersionedEndpoint
 from pipeline.controlplane.importer import import_from_kafka
 from pipeline.controlplane.relay import OutboxRelay
+from pipeline.controlplane.writeback import WorkerDisables
 from pipeline.db import async_pool, migrate
 from pipeline.deadletters import read_dead_letters, send_again
 from pipeline.delivery.record import Delivery
@@ -128,11 +129,13 @@ async def kafka_backends(
 ) -> AsyncIterator[Backends]:
     """The real backends, with the caches loaded before the API takes requests. The database is
     migrated and the compacted topics imported once (:func:`prepare_database`); with
-    ``run_relay`` this process runs an outbox relay too (one at a time relays, across them)."""
+    ``run_relay`` this process runs an outbox relay too (one at a time relays, across them), and
+    writes back the endpoints workers disabled (:mod:`pipeline.controlplane.writeback`)."""
     await asyncio.to_thread(prepare_database, settings)
     pool = async_pool(settings)
     await pool.open(wait=False)  # requests answer 503 while PostgreSQL does not
     relay = OutboxRelay(settings).start() if run_relay else None
+    disables = WorkerDisables(settings).start() if run_relay else None
     health = HealthCache(settings).start()
     retention = settings.history_retention_days * 86_400
     history = DeliveryHistory(retention_seconds=retention)
@@ -152,6 +155,8 @@ async def kafka_backends(
         follower.stop()
         if relay is not None:
             await asyncio.to_thread(relay.stop)
+        if disables is not None:
+            await asyncio.to_thread(disables.stop)
         await pool.close()
 
 

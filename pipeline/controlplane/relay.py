@@ -167,11 +167,16 @@ def flush_outbox(settings: Settings, timeout: float = 30.0) -> bool:
 
 
 def run_relay(settings: Settings, *, fault: Fault | None = None) -> None:
-    """``velourcity outbox-relay``: relay in the foreground until SIGTERM or Ctrl-C."""
+    """``velourcity outbox-relay``: relay in the foreground until SIGTERM or Ctrl-C (and write
+    back the endpoints workers disabled, as the API does)."""
+    from pipeline.controlplane.writeback import WorkerDisables
+
     relay = OutboxRelay(settings, fault=fault)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     relay.start()
+    disables = WorkerDisables(settings).start()
     stop.wait()
+    disables.stop()
     relay.stop()

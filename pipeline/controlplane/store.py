@@ -40,9 +40,10 @@ _ENDPOINT_COLUMNS = (
     "created_at", "updated_at",
 )  # fmt: skip
 """Endpoint's fields, one column each (and ``version``)."""
-_SELECT_ENDPOINT = sql.SQL("SELECT {}, version FROM endpoints").format(
+SELECT_ENDPOINT = sql.SQL("SELECT {}, version FROM endpoints").format(
     sql.SQL(", ").join(map(sql.Identifier, _ENDPOINT_COLUMNS))
 )
+"""Add a WHERE; read the rows with a dict_row cursor into :func:`endpoint_from_row`."""
 
 
 def _now_ms() -> int:
@@ -92,7 +93,7 @@ def _column_value(field: str, value: Any) -> Any:
     return value
 
 
-def _endpoint(row: Mapping[str, Any]) -> VersionedEndpoint:
+def endpoint_from_row(row: Mapping[str, Any]) -> VersionedEndpoint:
     fields = {name: row[name] for name in _ENDPOINT_COLUMNS}
     types = fields["event_types"]
     fields["event_types"] = tuple(types) if types is not None else None
@@ -183,9 +184,9 @@ class ControlPlane:
     async def endpoint(self, endpoint_id: str) -> VersionedEndpoint | None:
         async with self._transaction("read an endpoint") as conn:
             cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(_SELECT_ENDPOINT + sql.SQL(" WHERE id = %s"), (endpoint_id,))
+            await cursor.execute(SELECT_ENDPOINT + sql.SQL(" WHERE id = %s"), (endpoint_id,))
             row = await cursor.fetchone()
-            return _endpoint(row) if row is not None else None
+            return endpoint_from_row(row) if row is not None else None
 
     async def endpoints_of(
         self, account_id: str | None, *, after: str | None = None, limit: int = 100
@@ -196,10 +197,10 @@ class ControlPlane:
             cursor = conn.cursor(row_factory=dict_row)
             where = " WHERE (%s::text IS NULL OR account_id = %s) AND id > %s ORDER BY id LIMIT %s"
             await cursor.execute(
-                _SELECT_ENDPOINT + sql.SQL(where),
+                SELECT_ENDPOINT + sql.SQL(where),
                 (account_id, account_id, after or "", limit),
             )
-            return [_endpoint(row) for row in await cursor.fetchall()]
+            return [endpoint_from_row(row) for row in await cursor.fetchall()]
 
     async def create_endpoint(self, endpoint: Endpoint) -> VersionedEndpoint:
         params = endpoint_params(endpoint)
@@ -233,13 +234,13 @@ class ControlPlane:
         async with self._transaction("rotate a secret") as conn:
             cursor = conn.cursor(row_factory=dict_row)
             await cursor.execute(
-                _SELECT_ENDPOINT + sql.SQL(" WHERE id = %s AND account_id = %s FOR UPDATE"),
+                SELECT_ENDPOINT + sql.SQL(" WHERE id = %s AND account_id = %s FOR UPDATE"),
                 (endpoint_id, account_id),
             )
             row = await cursor.fetchone()
             if row is None:
                 return None
-            rotated = _endpoint(row).endpoint.rotate(grace_seconds)
+            rotated = endpoint_from_row(row).endpoint.rotate(grace_seconds)
             changes = {"secret": rotated.secret, "previous_secrets": rotated.previous_secrets}
             return await _update(conn, endpoint_id, account_id, changes, None)
 
@@ -293,7 +294,7 @@ async def _update(
     if row is None:
         await _raise_if_stale(conn, endpoint_id, account_id, if_version)
         return None
-    changed = _endpoint(row)
+    changed = endpoint_from_row(row)
     await _outbox(conn, ENDPOINTS, endpoint_id, changed.endpoint.to_json())
     return changed
 

@@ -181,3 +181,31 @@ def test_the_compacted_topics_are_imported_once(settings: Settings) -> None:
     assert found is not None and found.endpoint == kept and found.version == 1
     assert gone is None
     assert unsent(settings) == 0  # the topics hold these already: nothing to relay
+
+
+def test_an_endpoint_a_worker_disabled_stays_disabled_through_later_changes(
+    settings: Settings,
+    relay_factory: Callable[..., subprocess.Popen[bytes]],
+    receiver_factory: Callable[..., Any],
+    worker_factory: Callable[..., Any],
+) -> None:
+    gone = receiver_factory(lambda _r, _n: (410, {}))  # 410 Gone: the worker disables it
+    endpoint = new_endpoint(settings, account_id="acct_a", url=gone.url)
+    store(settings, lambda control: control.create_endpoint(endpoint))
+    relay_factory(settings)
+    worker = worker_factory(settings)
+    wait_until(lambda: "sender started" in worker.log(), 90, "the worker starts")
+    publish(settings, [sample_event("order.created", "acct_a")])
+    gone.wait_for(1, timeout=60)
+
+    def disabled_in_postgres() -> bool:
+        found = store(settings, lambda control: control.endpoint(endpoint.id))
+        return found is not None and not found.endpoint.enabled
+
+    wait_until(disabled_in_postgres, 30, "the worker's disable is written back")
+    changed = store(
+        settings,
+        lambda control: control.update_endpoint(endpoint.id, "acct_a", {"description": "later"}),
+    )
+    assert changed is not None and not changed.endpoint.enabled  # not switched back on
+    assert changed.endpoint.disabled_reason
