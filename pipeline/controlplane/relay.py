@@ -49,19 +49,22 @@ class OutboxRelay:
     def __init__(self, settings: Settings, *, fault: Fault | None = None) -> None:
         self._settings = settings
         self._fault = fault
-        self._producer = Producer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "message.timeout.ms": PRODUCE_TIMEOUT_MS,
-            }
-        )
+        self._producer = self._new_producer()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.run, name="outbox-relay", daemon=True)
         self.sent = 0
         self._cleaned = 0.0
         """Rows produced and marked sent by this relay (for logs and tests)."""
+
+    def _new_producer(self) -> Producer:
+        return Producer(
+            {
+                "bootstrap.servers": self._settings.kafka_bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "message.timeout.ms": PRODUCE_TIMEOUT_MS,
+            }
+        )
 
     def start(self) -> OutboxRelay:
         self._thread.start()
@@ -89,6 +92,8 @@ class OutboxRelay:
                         backoff = 0.1
             except (DatabaseUnavailable, psycopg.Error, PublishError) as exc:
                 log.warning("outbox relay: retrying", error=str(exc), after_seconds=backoff)
+                if isinstance(exc, PublishError):  # a fresh producer: no state left from it
+                    self._producer = self._new_producer()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
         self._producer.flush(5)

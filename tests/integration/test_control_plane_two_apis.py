@@ -118,19 +118,19 @@ def test_keys_created_at_once_through_both_processes_all_work(
 ) -> None:
     _, first, second = two_apis
     account_id, _ = account(first)
-    bases = [first, second] * 10
-    created = at_once(
-        *(
-            lambda base=base: httpx.post(f"{base}/v1/accounts/{account_id}/keys", headers=ADMIN)
-            for base in bases
-        )
-    )
-    assert [r.status_code for r in created] == [201] * 20
-    keys = [r.json()["api_key"] for r in created]
-    assert len(set(keys)) == 20
-    for api_key in keys:
-        for base in (first, second):
-            response = httpx.get(
-                f"{base}/v1/endpoints", headers={"Authorization": f"Bearer {api_key}"}
+    with httpx.Client(base_url=first) as a, httpx.Client(base_url=second) as b:
+        created = at_once(
+            *(
+                lambda client=client: client.post(f"/v1/accounts/{account_id}/keys", headers=ADMIN)
+                for client in [a, b] * 10
             )
-            assert response.status_code == 200, (base, response.text)
+        )
+        assert [r.status_code for r in created] == [201] * 20
+        keys = [r.json()["api_key"] for r in created]
+        assert len(set(keys)) == 20
+        for api_key in keys:
+            for client in (a, b):
+                response = client.get(
+                    "/v1/endpoints", headers={"Authorization": f"Bearer {api_key}"}
+                )
+                assert response.status_code == 200, (client.base_url, response.text)

@@ -209,3 +209,25 @@ def test_an_endpoint_a_worker_disabled_stays_disabled_through_later_changes(
     )
     assert changed is not None and not changed.endpoint.enabled  # not switched back on
     assert changed.endpoint.disabled_reason
+
+
+def test_while_kafka_is_unreachable_nothing_is_marked_sent(
+    settings: Settings,
+    relay_factory: Callable[..., subprocess.Popen[bytes]],
+    read_topic: Callable[..., list[Any]],
+    tmp_path: Path,
+) -> None:
+    endpoint = new_endpoint(settings, account_id="acct_a", url="http://127.0.0.1:9/hooks")
+    nowhere = settings.model_copy(update={"kafka_bootstrap": "127.0.0.1:1"})  # nothing listens
+    blind = relay_factory(nowhere)
+    store(settings, lambda control: control.create_endpoint(endpoint))
+    log = tmp_path / "relay-0.log"
+    wait_until(lambda: "outbox relay: retrying" in log.read_text(), 40, "a produce times out")
+    assert unsent(settings) == 1  # not acked: still in the outbox
+    blind.kill()
+    blind.wait(30)
+
+    relay_factory(settings)  # Kafka reachable again
+    wait_until(lambda: unsent(settings) == 0, 30, "the row is sent once Kafka answers")
+    (record,) = read_topic(settings.topic(ENDPOINTS), 1)
+    assert record.value() == endpoint.to_json()
