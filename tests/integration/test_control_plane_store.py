@@ -13,7 +13,7 @@ from pipeline.accounts import Account, new_account
 from pipeline.controlplane import ControlPlane
 from pipeline.db import async_pool, connect
 from pipeline.endpoints import Endpoint, new_endpoint
-from pipeline.exceptions import StaleVersion
+from pipeline.exceptions import DatabaseUnavailable, StaleVersion
 from pipeline.settings import Settings
 from pipeline.topics import ACCOUNTS, ENDPOINTS
 
@@ -129,3 +129,22 @@ def test_keys_created_at_once_all_work(database_settings: Settings) -> None:
     last = [v for t, _k, v in outbox(database_settings) if t == ACCOUNTS][-1]
     assert last is not None and len(Account.from_json(last).keys) == 21
     assert first not in keys
+
+
+def test_an_unreachable_database_is_database_unavailable(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory(
+        database_url="postgresql://velourcity:velourcity@127.0.0.1:1/nowhere", database_timeout=0.5
+    )
+
+    async def use() -> None:
+        pool = async_pool(settings)
+        await pool.open(wait=False)  # as the API opens it
+        try:
+            with pytest.raises(DatabaseUnavailable, match="PostgreSQL is unavailable"):
+                await ControlPlane(pool).authenticate("vk_anything")
+        finally:
+            await pool.close()
+
+    asyncio.run(use())
