@@ -15,11 +15,12 @@ outbox rows are numbered in commit order and the relay produces one key's versio
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -28,7 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 from pipeline.accounts.model import Account, ApiKey, key_prefix
 from pipeline.db import unavailable_as_error
 from pipeline.endpoints.model import Endpoint
-from pipeline.exceptions import StaleVersion
+from pipeline.exceptions import InvalidInput, StaleVersion
 from pipeline.topics import ACCOUNTS, ENDPOINTS
 
 NOTIFY_CHANNEL = "velourcity_outbox"
@@ -118,7 +119,7 @@ class ControlPlane:
 
     @asynccontextmanager
     async def _transaction(self, what: str) -> AsyncIterator[AsyncConnection[Any]]:
-        with unavailable_as_error(what):
+        with unavailable_as_error(what), _no_nul():
             async with self._pool.connection() as conn, conn.transaction():
                 yield conn
 
@@ -259,6 +260,18 @@ class ControlPlane:
                 return False
             await _outbox(conn, ENDPOINTS, endpoint_id, None)
             return True
+
+
+@contextmanager
+def _no_nul() -> Iterator[None]:
+    """PostgreSQL text cannot hold NUL: such input (an id in a path, a description) is refused
+    as input, not failed as a bug (Kafka took it before; nothing is written)."""
+    try:
+        yield
+    except psycopg.DataError as exc:
+        if "NUL" not in str(exc):
+            raise
+        raise InvalidInput("text may not hold NUL (\\u0000) characters") from exc
 
 
 async def _update(

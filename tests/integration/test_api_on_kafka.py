@@ -103,11 +103,14 @@ def test_bad_input_gets_a_json_4xx_naming_the_problem(client: TestClient) -> Non
         ({"json": {"url": "https://169.254.169.254/"}}, 422, "url"),
         ({"json": {"url": URL, "event_types": ["order.eaten"]}}, 422, "event_types"),
         ({"json": {"url": URL, "description": "x" * 100_000}}, 413, None),
+        ({"json": {"url": URL, "description": "a\u0000b"}}, 422, None),  # PostgreSQL text
     ]
     for request, status, field in cases:
         response = client.post("/v1/endpoints", **({"headers": key} | request))
         assert response.status_code == status, response.text
         assert response.json()["error"]["field"] == field
+    nul = client.get("/v1/endpoints/ep_%00", headers=key)
+    assert nul.status_code == 422 and nul.json()["error"]["code"] == "invalid_field"
 
 
 def test_a_revoked_key_is_refused(client: TestClient) -> None:

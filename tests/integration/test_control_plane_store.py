@@ -13,7 +13,7 @@ from pipeline.accounts import Account, new_account
 from pipeline.controlplane import ControlPlane
 from pipeline.db import async_pool, connect
 from pipeline.endpoints import Endpoint, new_endpoint
-from pipeline.exceptions import DatabaseUnavailable, StaleVersion
+from pipeline.exceptions import DatabaseUnavailable, InvalidInput, StaleVersion
 from pipeline.settings import Settings
 from pipeline.topics import ACCOUNTS, ENDPOINTS
 
@@ -148,3 +148,18 @@ def test_an_unreachable_database_is_database_unavailable(
             await pool.close()
 
     asyncio.run(use())
+
+
+def test_text_with_nul_is_refused_as_input_and_nothing_written(
+    database_settings: Settings,
+) -> None:
+    endpoint = an_endpoint(database_settings, "acct_1", description="a\x00b")
+
+    async def use(store: ControlPlane) -> None:
+        with pytest.raises(InvalidInput, match="NUL"):
+            await store.create_endpoint(endpoint)
+        with pytest.raises(InvalidInput, match="NUL"):
+            await store.endpoint("ep_\x00")
+
+    run(database_settings, use)
+    assert outbox(database_settings) == []
