@@ -81,9 +81,9 @@ class OutboxRelay:
         while not self._stop.is_set():
             try:
                 with connect(self._settings, autocommit=True) as conn:
-                    if not _try_lock(conn):
-                        self._stop.wait(1.0)  # another relay holds it
-                        continue
+                    while not _try_lock(conn):  # another relay holds it
+                        if self._stop.wait(1.0):
+                            return
                     log.info("outbox relay started")
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     while not self._stop.is_set():

@@ -231,3 +231,36 @@ def test_while_kafka_is_unreachable_nothing_is_marked_sent(
     wait_until(lambda: unsent(settings) == 0, 30, "the row is sent once Kafka answers")
     (record,) = read_topic(settings.topic(ENDPOINTS), 1)
     assert record.value() == endpoint.to_json()
+
+
+def test_one_relay_at_a_time_and_another_takes_over_when_it_dies(
+    settings: Settings,
+    relay_factory: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    relays = [relay_factory(settings), relay_factory(settings)]
+    logs = [tmp_path / "relay-0.log", tmp_path / "relay-1.log"]
+
+    def holders() -> list[int]:
+        return [i for i, log in enumerate(logs) if "outbox relay started" in log.read_text()]
+
+    wait_until(lambda: len(holders()) == 1, 30, "one relay takes the lock")
+    endpoint = new_endpoint(settings, account_id="acct_a", url="http://127.0.0.1:9/hooks")
+
+    async def twenty_changes(control: ControlPlane) -> None:
+        await control.create_endpoint(endpoint)
+        for i in range(19):
+            await control.update_endpoint(endpoint.id, "acct_a", {"description": str(i)})
+
+    store(settings, twenty_changes)
+    topic = settings.topic(ENDPOINTS)
+    wait_until(lambda: unsent(settings) == 0, 30, "all sent")
+    assert records_in(settings, topic) == 20  # each once: the other relay produced nothing
+    (holder,) = holders()
+
+    relays[holder].kill()  # its connection, and the lock with it, goes
+    relays[holder].wait(10)
+    store(settings, lambda c: c.update_endpoint(endpoint.id, "acct_a", {"description": "last"}))
+    wait_until(lambda: unsent(settings) == 0, 30, "the other relay takes over")
+    assert holders() == [0, 1]
+    assert records_in(settings, topic) == 21
