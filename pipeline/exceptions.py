@@ -13,6 +13,7 @@
     │   ├── UnknownFingerprint      written with a schema that is not in schemas/
     │   └── CorruptPayload          truncated or corrupt Avro body
     ├── PublishError                the broker did not acknowledge a record
+    ├── BrokerUnavailable           the broker did not answer a read in time (the import, ...)
     ├── DatabaseUnavailable         PostgreSQL cannot be reached (or refused the connection)
     ├── StaleVersion(current)       a conditional write (If-Match) named a version not current
     └── DeliveryOutcome             steers the sender; not a bug (see pipeline.delivery)
@@ -27,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BrokerUnavailable",
     "ConfigurationError",
     "CorruptPayload",
     "DatabaseUnavailable",
@@ -108,6 +110,11 @@ class PublishError(VelourcityError):
         super().__init__(message)
         self.failed = failed or []
         self.published = published or []
+
+
+class BrokerUnavailable(VelourcityError):
+    """Kafka did not answer in time where the pipeline reads it outside the hot path (the
+    one-time import of the compacted topics, ...); nothing was changed."""
 
 
 class DatabaseUnavailable(VelourcityError):

@@ -25,7 +25,7 @@ from pipeline.db import async_pool, migrate
 from pipeline.deadletters import read_dead_letters, send_again
 from pipeline.delivery.record import Delivery
 from pipeline.endpoints import Endpoint
-from pipeline.exceptions import DatabaseUnavailable
+from pipeline.exceptions import BrokerUnavailable, DatabaseUnavailable
 from pipeline.health import HealthCache
 from pipeline.history import DeliveryHistory, HistoryFollower
 from pipeline.settings import Settings
@@ -166,7 +166,7 @@ def prepare_database(settings: Settings) -> None:
     try:
         migrate(settings)
         imported = import_from_kafka(settings)
-    except DatabaseUnavailable as exc:
+    except (DatabaseUnavailable, BrokerUnavailable) as exc:
         log.error("database not prepared", error=str(exc))
         return
     if imported is not None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import structlog
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from pipeline.accounts.model import Account
@@ -20,6 +21,7 @@ from pipeline.compacted import CompactedReader
 from pipeline.controlplane.store import endpoint_params
 from pipeline.db import connect, unavailable_as_error
 from pipeline.endpoints.model import Endpoint
+from pipeline.exceptions import BrokerUnavailable
 from pipeline.settings import Settings
 from pipeline.topics import ACCOUNTS, ENDPOINTS
 
@@ -27,6 +29,8 @@ log = structlog.get_logger(__name__)
 
 IMPORT_LOCK = 0x696D_706F  # "impo": several API processes starting at once import once
 READ_SECONDS = 60.0
+METADATA_SECONDS = 10.0
+"""How long to wait for the broker to list its topics before giving up (BrokerUnavailable)."""
 T = TypeVar("T")
 
 
@@ -36,8 +40,12 @@ def import_from_kafka(settings: Settings) -> tuple[int, int] | None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (IMPORT_LOCK,))
         if conn.execute("SELECT 1 FROM control_plane_import").fetchone() is not None:
             return None
-        accounts = _parsed(_read(settings, ACCOUNTS), Account.from_json)
-        endpoints = _parsed(_read(settings, ENDPOINTS), Endpoint.from_json)
+        try:
+            accounts = _parsed(_read(settings, ACCOUNTS), Account.from_json)
+            endpoints = _parsed(_read(settings, ENDPOINTS), Endpoint.from_json)
+        except (KafkaException, TimeoutError) as exc:
+            message = f"import from Kafka: the broker did not answer ({exc}); nothing imported"
+            raise BrokerUnavailable(message) from exc
         imported_accounts = imported_endpoints = 0
         for account in accounts:
             row = conn.execute(
@@ -86,7 +94,7 @@ def _read(settings: Settings, name: str) -> dict[str, bytes]:
     """The latest value of every key of a compacted topic (none if the topic does not exist)."""
     topic = settings.topic(name)
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    if topic not in admin.list_topics(timeout=30).topics:
+    if topic not in admin.list_topics(timeout=METADATA_SECONDS).topics:
         return {}
     values: dict[str, bytes] = {}
     lock = threading.Lock()

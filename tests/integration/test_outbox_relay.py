@@ -20,11 +20,12 @@ from conftest import ROOT, settings_env
 from test_delivery import publish
 
 from pipeline.accounts import AccountWriter, new_account
-from pipeline.controlplane import ControlPlane
+from pipeline.controlplane import ControlPlane, importer
 from pipeline.controlplane.store import VersionedEndpoint
 from pipeline.db import async_pool, connect
 from pipeline.endpoints import EndpointWriter, new_endpoint
 from pipeline.events.samples import sample_event
+from pipeline.exceptions import BrokerUnavailable
 from pipeline.settings import Settings
 from pipeline.topics import ENDPOINTS, create_topics
 
@@ -264,3 +265,14 @@ def test_one_relay_at_a_time_and_another_takes_over_when_it_dies(
     wait_until(lambda: unsent(settings) == 0, 30, "the other relay takes over")
     assert holders() == [0, 1]
     assert records_in(settings, topic) == 21
+
+
+def test_an_import_without_the_broker_says_so_and_imports_nothing(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer, "METADATA_SECONDS", 1.0)
+    nowhere = settings.model_copy(update={"kafka_bootstrap": "127.0.0.1:1"})
+    with pytest.raises(BrokerUnavailable, match="nothing imported"):
+        importer.import_from_kafka(nowhere)
+    with connect(settings) as conn:
+        assert conn.execute("SELECT count(*) FROM control_plane_import").fetchone() == (0,)
