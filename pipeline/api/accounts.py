@@ -6,6 +6,8 @@ all work. Answers carry the account's version as ``ETag``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 
 from pipeline.accounts import new_account
@@ -18,7 +20,21 @@ from pipeline.exceptions import InvalidAccount
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"], dependencies=[AdminDep])
 
 
-@router.post("", status_code=201, summary="Create an account and its first API key")
+_VERSIONED: dict[int | str, dict[str, Any]] = {
+    201: {
+        "headers": {
+            "ETag": {
+                "description": 'The account\'s version, e.g. `"2"`.',
+                "schema": {"type": "string"},
+            }
+        }
+    }
+}
+
+
+@router.post(
+    "", status_code=201, summary="Create an account and its first API key", responses=_VERSIONED
+)
 async def create_account(body: AccountCreate, api: ApiDep, response: Response) -> AccountCreated:
     try:
         account, api_key = new_account(body.name)
@@ -29,7 +45,12 @@ async def create_account(body: AccountCreate, api: ApiDep, response: Response) -
     return AccountCreated.of(account, api_key)
 
 
-@router.post("/{account_id}/keys", status_code=201, summary="Add an API key to an account")
+@router.post(
+    "/{account_id}/keys",
+    status_code=201,
+    summary="Add an API key to an account",
+    responses=_VERSIONED,
+)
 async def create_key(account_id: str, api: ApiDep, response: Response) -> KeyCreated:
     added = await api.backends.control.add_key(account_id)
     if added is None:

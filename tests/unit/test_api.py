@@ -71,7 +71,7 @@ def assert_error(response: Any, status: int, code: str, field: str | None = None
 
 def test_an_account_is_created_with_a_key_shown_once(client: TestClient) -> None:
     response = client.post("/v1/accounts", json={"name": "Trattoria"}, headers=ADMIN)
-    assert response.status_code == 201
+    assert response.status_code == 201 and response.headers["etag"] == '"1"'
     body = response.json()
     assert body["id"].startswith("acct_") and body["api_key"].startswith(body["key_prefix"])
     key = {"Authorization": f"Bearer {body['api_key']}"}
@@ -100,7 +100,7 @@ def test_an_api_key_is_no_admin_token(client: TestClient) -> None:
 def test_keys_are_added_and_revoked(client: TestClient) -> None:
     account_id, first = new_account(client)
     response = client.post(f"/v1/accounts/{account_id}/keys", headers=ADMIN)
-    assert response.status_code == 201
+    assert response.status_code == 201 and response.headers["etag"] == '"2"'
     created = response.json()
     second = {"Authorization": f"Bearer {created['api_key']}"}
     assert client.get("/v1/endpoints", headers=second).status_code == 200
