@@ -14,7 +14,9 @@
     │   ├── UnknownFingerprint      written with a schema that is not in schemas/
     │   └── CorruptPayload          truncated or corrupt Avro body
     ├── PublishError                the broker did not acknowledge a record
+    ├── BrokerUnavailable           the broker did not answer a read in time (the import, ...)
     ├── DatabaseUnavailable         PostgreSQL cannot be reached (or refused the connection)
+    ├── StaleVersion(current)       a conditional write (If-Match) named a version not current
     └── DeliveryOutcome             steers the sender; not a bug (see pipeline.delivery)
         ├── RetryLater(after_seconds)
         └── GiveUp(reason)
@@ -27,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BrokerUnavailable",
     "ConfigurationError",
     "CorruptPayload",
     "DatabaseUnavailable",
@@ -41,6 +44,7 @@ __all__ = [
     "MissingHeader",
     "PublishError",
     "RetryLater",
+    "StaleVersion",
     "UnknownEventType",
     "UnknownFingerprint",
     "UnsafeURL",
@@ -114,9 +118,23 @@ class PublishError(VelourcityError):
         self.published = published or []
 
 
+class BrokerUnavailable(VelourcityError):
+    """Kafka did not answer in time where the pipeline reads it outside the hot path (the
+    one-time import of the compacted topics, ...); nothing was changed."""
+
+
 class DatabaseUnavailable(VelourcityError):
     """PostgreSQL could not be reached, refused us, or went away mid-transaction (nothing of
     that transaction was committed). Raised by :mod:`pipeline.db`, chained to psycopg's error."""
+
+
+class StaleVersion(VelourcityError):
+    """A write conditional on a version (the API's ``If-Match``) found another one committed:
+    nothing was written. ``current`` is the version there now."""
+
+    def __init__(self, message: str, *, current: int) -> None:
+        super().__init__(message)
+        self.current = current
 
 
 class DeliveryOutcome(VelourcityError):

@@ -1,24 +1,26 @@
-"""In-memory stand-ins for the Kafka and PostgreSQL backends, for fast unit tests of the API
-(tests only; the real delivery log's SQL is tested on PostgreSQL in tests/integration).
+"""In-memory stand-ins for the API's backends, for fast unit tests of the API (tests only).
 
-``visible_after`` delays when a write shows up in reads (as a cache following a topic does), so
-tests can check that the API waits for its own writes.
+:class:`InMemoryControlPlane` keeps the real store's contract (versions, If-Match, only the
+given fields changed, 404 for another account's endpoint) without PostgreSQL; what claims
+database behaviour (concurrency, the outbox, the delivery log's SQL) is tested on a real
+server in tests/integration.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
-from pipeline.accounts import Account, AccountIndex
+from pipeline.accounts import Account, ApiKey
 from pipeline.api.backends import Backends
+from pipeline.controlplane import VersionedAccount, VersionedEndpoint
 from pipeline.delivery.record import Attempt, Delivery
 from pipeline.deliverylog import DeliveryView, Page, Status
 from pipeline.deliverylog.reads import decode_cursor, encode_cursor
 from pipeline.endpoints import Endpoint
+from pipeline.exceptions import StaleVersion
 from pipeline.health import HealthIndex
 from pipeline.portal import AuditEntry, PortalLink, Scope, hash_token, new_token
 from pipeline.portal.model import new_link_id
@@ -28,52 +30,104 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class _Delayed:
-    def __init__(self, visible_after: float) -> None:
-        self.visible_after = visible_after
-        self.writes = 0
-
-    def _apply_later(self, apply: Callable[[], object]) -> None:
-        self.writes += 1
-        if self.visible_after <= 0:
-            apply()
-            return
-        timer = threading.Timer(self.visible_after, apply)
-        timer.daemon = True
-        timer.start()
-
-
-class InMemoryEndpoints(_Delayed):
-    """Both the endpoint reader and writer."""
-
-    def __init__(self, visible_after: float = 0.0) -> None:
-        super().__init__(visible_after)
-        self._by_id: dict[str, Endpoint] = {}
-
-    def get(self, endpoint_id: str) -> Endpoint | None:
-        return self._by_id.get(endpoint_id)
+class InMemoryControlPlane:
+    def __init__(self) -> None:
+        self.accounts: dict[str, VersionedAccount] = {}
+        self.endpoints: dict[str, VersionedEndpoint] = {}
 
     def for_account(self, account_id: str) -> tuple[Endpoint, ...]:
-        return tuple(e for e in self._by_id.values() if e.account_id == account_id)
+        """The account's endpoints by id, for tests to look at (synchronous)."""
+        mine = (f.endpoint for f in self.endpoints.values() if f.endpoint.account_id == account_id)
+        return tuple(sorted(mine, key=lambda e: e.id))
 
-    def put(self, endpoint: Endpoint) -> Endpoint:
-        self._apply_later(lambda: self._by_id.__setitem__(endpoint.id, endpoint))
-        return endpoint
+    async def account(self, account_id: str) -> VersionedAccount | None:
+        return self.accounts.get(account_id)
 
-    def delete(self, endpoint_id: str) -> None:
-        self._apply_later(lambda: self._by_id.pop(endpoint_id, None))
+    async def authenticate(self, api_key: str) -> Account | None:
+        for found in self.accounts.values():
+            if any(key.matches(api_key) for key in found.account.keys):
+                return found.account
+        return None
 
+    async def create_account(self, account: Account) -> VersionedAccount:
+        self.accounts[account.id] = VersionedAccount(account=account, version=1)
+        return self.accounts[account.id]
 
-class InMemoryAccounts(AccountIndex, _Delayed):
-    """Both the account reader (the real index, fed directly) and writer."""
+    def _account_changed(self, account: Account) -> VersionedAccount:
+        version = self.accounts[account.id].version + 1
+        self.accounts[account.id] = VersionedAccount(account=account, version=version)
+        return self.accounts[account.id]
 
-    def __init__(self, visible_after: float = 0.0) -> None:
-        AccountIndex.__init__(self)
-        _Delayed.__init__(self, visible_after)
+    async def add_key(self, account_id: str) -> tuple[VersionedAccount, str] | None:
+        found = self.accounts.get(account_id)
+        if found is None:
+            return None
+        account, plain = found.account.with_new_key()
+        return self._account_changed(account), plain
 
-    def put(self, account: Account) -> Account:
-        self._apply_later(lambda: self.apply(account.id, account.to_json()))
-        return account
+    async def revoke_key(self, account_id: str, prefix: str) -> ApiKey | None:
+        found = self.accounts.get(account_id)
+        if found is None or found.account.key(prefix) is None:
+            return None
+        return self._account_changed(found.account.with_key_revoked(prefix)).account.key(prefix)
+
+    async def endpoint(self, endpoint_id: str) -> VersionedEndpoint | None:
+        return self.endpoints.get(endpoint_id)
+
+    async def endpoints_of(
+        self, account_id: str | None, *, after: str | None = None, limit: int = 100
+    ) -> list[VersionedEndpoint]:
+        mine = sorted(
+            (f for f in self.endpoints.values() if account_id in (None, f.endpoint.account_id)),
+            key=lambda f: f.endpoint.id,
+        )
+        return [f for f in mine if after is None or f.endpoint.id > after][:limit]
+
+    async def create_endpoint(self, endpoint: Endpoint) -> VersionedEndpoint:
+        self.endpoints[endpoint.id] = VersionedEndpoint(endpoint=endpoint, version=1)
+        return self.endpoints[endpoint.id]
+
+    def _mine(self, endpoint_id: str, account_id: str, if_version: int | None) -> Endpoint | None:
+        found = self.endpoints.get(endpoint_id)
+        if found is None or found.endpoint.account_id != account_id:
+            return None
+        if if_version is not None and if_version != found.version:
+            raise StaleVersion(f"endpoint {endpoint_id}", current=found.version)
+        return found.endpoint
+
+    async def update_endpoint(
+        self,
+        endpoint_id: str,
+        account_id: str,
+        changes: Mapping[str, Any],
+        *,
+        if_version: int | None = None,
+    ) -> VersionedEndpoint | None:
+        endpoint = self._mine(endpoint_id, account_id, if_version)
+        if endpoint is None:
+            return None
+        version = self.endpoints[endpoint_id].version + 1
+        changed = VersionedEndpoint(endpoint=endpoint.replace(**changes), version=version)
+        self.endpoints[endpoint_id] = changed
+        return changed
+
+    async def rotate_secret(
+        self, endpoint_id: str, account_id: str, grace_seconds: int
+    ) -> VersionedEndpoint | None:
+        endpoint = self._mine(endpoint_id, account_id, None)
+        if endpoint is None:
+            return None
+        rotated = endpoint.rotate(grace_seconds)
+        changes = {"secret": rotated.secret, "previous_secrets": rotated.previous_secrets}
+        return await self.update_endpoint(endpoint_id, account_id, changes)
+
+    async def delete_endpoint(
+        self, endpoint_id: str, account_id: str, *, if_version: int | None = None
+    ) -> bool:
+        if self._mine(endpoint_id, account_id, if_version) is None:
+            return False
+        del self.endpoints[endpoint_id]
+        return True
 
 
 class RecordingSender:
@@ -283,13 +337,9 @@ class InMemoryPortal:
         return mine[:limit]
 
 
-def in_memory_backends(visible_after: float = 0.0) -> Backends:
-    endpoints, accounts = InMemoryEndpoints(visible_after), InMemoryAccounts(visible_after)
+def in_memory_backends(control: InMemoryControlPlane | None = None) -> Backends:
     return Backends(
-        endpoints=endpoints,
-        endpoint_writer=endpoints,
-        accounts=accounts,
-        account_writer=accounts,
+        control=control or InMemoryControlPlane(),
         delivery_log=InMemoryDeliveryLog(),
         delivery_sender=RecordingSender(),
         dead_letters=InMemoryDeadLetters(),

@@ -372,3 +372,47 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProces
     yield start
     for worker in workers:
         worker.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def api_factory(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """``api_factory(settings, *args)``: start a ``velourcity api`` process (``args`` such as
+    ``--no-relay``); returns its base URL once it answers. All are stopped after the test."""
+    import httpx
+
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(settings: Settings, *args: str) -> str:
+        port = _free_port()
+        log_path = tmp_path / f"api-{port}.log"
+        with log_path.open("wb") as log:
+            processes.append(
+                subprocess.Popen(
+                    [str(ROOT / ".venv/bin/velourcity"), "api", "--port", str(port), *args],
+                    env=settings_env(settings),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/openapi.json", timeout=2).status_code == 200:
+                    return base
+            except httpx.TransportError:
+                pass
+            assert processes[-1].poll() is None, log_path.read_text()
+            time.sleep(0.3)
+        raise AssertionError("the API did not start in 60 s")
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(20)

@@ -1,4 +1,5 @@
-"""Accounts and API keys: a compacted Kafka topic keyed by account id is the record."""
+"""Accounts and API keys: stored in PostgreSQL (:mod:`pipeline.controlplane`), carried to a
+compacted Kafka topic keyed by account id."""
 
 from pipeline.accounts.model import Account, ApiKey, new_account
 from pipeline.accounts.store import AccountCache, AccountIndex, AccountWriter

@@ -1,8 +1,9 @@
 """Reading and writing the accounts topic (compacted, keyed by account id).
 
-Each API process holds every account in memory through an :class:`AccountCache`, so checking
-an API key needs no remote call: the key's prefix finds the candidates, their hashes are
-compared in constant time.
+The accounts live in PostgreSQL (:mod:`pipeline.controlplane`); the outbox relay carries each
+committed version to this topic. :class:`AccountWriter` writes it directly (tests, and the
+records the one-time import reads); :class:`AccountCache` follows it in memory (the key's
+prefix finds the candidates, their hashes are compared in constant time).
 """
 
 from __future__ import annotations

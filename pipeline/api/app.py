@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -29,8 +28,8 @@ _ERRORS = {
         (422, "A field is missing, of the wrong type, unknown or refused"),
         (
             503,
-            "Not ready, not configured, the broker did not acknowledge the write, or the "
-            "delivery log's database is unavailable",
+            "Not ready, not configured, the broker did not acknowledge the write, or the"
+            " database is unavailable (database_unavailable)",
         ),
     ]
 }
@@ -45,20 +44,21 @@ def create_api(
     *,
     backends: Backends | None = None,
     resolver: SyncResolver | None = None,
-    visible_timeout: float = 5.0,
     max_body_bytes: int = MAX_BODY_BYTES,
     run_sink: bool = True,
+    run_relay: bool = True,
 ) -> FastAPI:
-    """The API. Without ``backends`` it reads and writes the Kafka topics of ``settings``,
-    loading them when the server starts (requests before that answer 503), and reads the
-    delivery log from PostgreSQL; ``run_sink`` runs the log sink in this process too."""
+    """The API. Without ``backends`` it reads and writes the control plane in the PostgreSQL
+    of ``settings`` (migrated when the server starts), reads the delivery log there too, and
+    the rest from its Kafka topics, loaded when the server starts (requests before that answer
+    503); ``run_sink`` runs the log sink and ``run_relay`` an outbox relay in this process."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if backends is not None:
             yield
             return
-        async with kafka_backends(settings, run_sink=run_sink) as loaded:
+        async with kafka_backends(settings, run_sink=run_sink, run_relay=run_relay) as loaded:
             app.state.backends = loaded
             yield
             app.state.backends = None
@@ -72,11 +72,8 @@ def create_api(
         responses=_ERRORS,  # type: ignore[arg-type]
         generate_unique_id_function=_operation_id,
     )
-    app.state.config = ApiConfig(
-        settings=settings, resolver=resolver, visible_timeout=visible_timeout
-    )
+    app.state.config = ApiConfig(settings=settings, resolver=resolver)
     app.state.backends = backends
-    app.state.account_lock = asyncio.Lock()
     install_error_handlers(app)
     app.include_router(accounts.router)
     app.include_router(endpoints.router)

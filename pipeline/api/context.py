@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-import structlog
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pipeline.accounts import Account
 from pipeline.accounts.model import KEY_PREFIX, key_prefix
-from pipeline.api.backends import Backends, until
+from pipeline.api.backends import Backends
 from pipeline.api.errors import ApiError
 from pipeline.delivery.ssrf import SyncResolver
 from pipeline.portal import TOKEN_PREFIX, PortalLink
 from pipeline.settings import Settings
-
-log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,8 +24,6 @@ class ApiConfig:
     settings: Settings
     resolver: SyncResolver | None = None
     """Registration-time DNS for endpoint URLs (default: the system's)."""
-    visible_timeout: float = 5.0
-    """Seconds a write waits to show up in this process's caches before the answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,25 +32,13 @@ class Api:
 
     config: ApiConfig
     backends: Backends
-    account_lock: asyncio.Lock
-    """Key changes rewrite a whole account record: one at a time in this process, so two
-    requests never drop each other's key. (Across API processes the last write wins.)"""
-
-    async def visible(self, condition: Callable[[], bool]) -> None:
-        """Read-your-writes: wait until this process's cache shows what was just written.
-
-        The write is already acked (durable) when this runs, so a cache slower than the timeout
-        does not fail the request: it is logged and the answer goes out.
-        """
-        if not await until(condition, self.config.visible_timeout):
-            log.warning("write not yet visible here", seconds=self.config.visible_timeout)
 
 
 def _api(request: Request) -> Api:
     backends = getattr(request.app.state, "backends", None)
     if backends is None:
         raise ApiError(503, "starting", "the API is still loading its data; try again shortly")
-    return Api(request.app.state.config, backends, request.app.state.account_lock)
+    return Api(request.app.state.config, backends)
 
 
 ApiDep = Annotated[Api, Depends(_api)]
@@ -107,20 +88,20 @@ async def _account(
         raise _unauthorized(f"send an API key as 'Authorization: Bearer {KEY_PREFIX}...'")
     token = credentials.credentials
     if not token.startswith(TOKEN_PREFIX):
-        account = api.backends.accounts.authenticate(token)
+        account = await api.backends.control.authenticate(token)
         if account is None:
             raise _unauthorized("the API key is wrong or revoked")
         request.state.actor = f"key:{key_prefix(token)}"
         return account
     link = await api.backends.portal.authenticate(token)
-    portal_account = None if link is None else api.backends.accounts.get(link.account_id)
-    if link is None or portal_account is None:
+    found = None if link is None else await api.backends.control.account(link.account_id)
+    if link is None or found is None:
         raise _unauthorized("the portal link has expired or was revoked: ask for a new one")
     request.state.portal_link = link
     request.state.actor = link.actor
     if link.scope == "read" and request.method not in SAFE_METHODS:
         raise _forbidden("read_only", "this portal link is read-only: it cannot change anything")
-    return portal_account
+    return found.account
 
 
 def _forbidden(code: str, message: str) -> ApiError:
@@ -154,3 +135,30 @@ KeyHolderDep = Annotated[Account, Depends(_key_holder)]
 """An API key only: what a portal link must never do (portal links, the audit log)."""
 FullScopeDep = Annotated[Account, Depends(_full_scope)]
 """An API key or a full-scope portal link: revealing an endpoint's secret or headers."""
+
+
+def etag(version: int) -> str:
+    """A resource's ETag: its version, quoted (a strong validator)."""
+    return f'"{version}"'
+
+
+def _if_match(
+    if_match: Annotated[
+        str | None,
+        Header(
+            description='The ETag of your last read (`"3"`): the write applies only if the'
+            " resource is still at that version, else 412 precondition_failed. Without it,"
+            " only the fields sent change (whatever the version).",
+        ),
+    ] = None,
+) -> int | None:
+    if if_match is None or if_match.strip() == "*":
+        return None
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise ApiError(400, "bad_request", 'If-Match takes an ETag as answered, e.g. "3"')
+    return int(text)
+
+
+IfMatchDep = Annotated[int | None, Depends(_if_match)]
+"""The version an ``If-Match`` header names (None: no condition)."""

@@ -240,7 +240,7 @@ async def retry_delivery(delivery_id: str, api: ApiDep, caller: CallerDep) -> Qu
     view = await _log(api).get(caller.id, delivery_id)
     if view is None:
         raise not_found("delivery", delivery_id)
-    _own(api, caller, view.endpoint_id)  # a deleted endpoint: nothing to send to
+    await _own(api, caller, view.endpoint_id)  # a deleted endpoint: nothing to send to
     await _send(api, [view.fresh_delivery()])
     return Queued(id=delivery_id)
 
@@ -251,7 +251,7 @@ async def retry_delivery(delivery_id: str, api: ApiDep, caller: CallerDep) -> Qu
     summary="Send again every failed delivery of an endpoint since a time",
 )
 async def recover(endpoint_id: str, body: Recover, api: ApiDep, caller: CallerDep) -> Count:
-    _own(api, caller, endpoint_id)
+    await _own(api, caller, endpoint_id)
     since = _ms("since", body.since) or 0
     failed = await _log(api).matching(
         caller.id, endpoint_id=endpoint_id, status="failed", since=since
@@ -265,7 +265,7 @@ async def recover(endpoint_id: str, body: Recover, api: ApiDep, caller: CallerDe
     summary="Send a sample event of a chosen type to this endpoint only",
 )
 async def send_test(endpoint_id: str, body: TestEvent, api: ApiDep, caller: CallerDep) -> TestSent:
-    endpoint = _own(api, caller, endpoint_id)
+    endpoint = await _own(api, caller, endpoint_id)
     if body.event_type not in EVENT_TYPES:
         message = f"unknown event type {body.event_type!r}; one of {', '.join(EVENT_TYPES)}"
         raise ApiError(422, "invalid_field", message, field="event_type")
@@ -285,7 +285,7 @@ async def send_test(endpoint_id: str, body: TestEvent, api: ApiDep, caller: Call
 
 @router.get("/v1/endpoints/{endpoint_id}/health", summary="The endpoint's circuit breaker")
 async def endpoint_health(endpoint_id: str, api: ApiDep, caller: CallerDep) -> Health:
-    _own(api, caller, endpoint_id)
+    await _own(api, caller, endpoint_id)
     record = api.backends.health.get(endpoint_id) or {}
     since = record.get("since")
     return Health(
@@ -326,7 +326,7 @@ async def list_dead_letters(
 )
 async def redrive(body: Redrive, api: ApiDep, caller: CallerDep) -> Count:
     if body.endpoint_id is not None:
-        _own(api, caller, body.endpoint_id)
+        await _own(api, caller, body.endpoint_id)
     since = _ms("since", body.since) or 0
     letters = await asyncio.to_thread(
         api.backends.dead_letters.read, caller.id, body.endpoint_id, since

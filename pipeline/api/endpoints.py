@@ -1,7 +1,10 @@
 """``/v1/endpoints``: an account manages its own endpoints, and sees no one else's.
 
 Every route looks endpoints up through :func:`_own`, which answers 404 for an id of another
-account exactly as for an id that does not exist.
+account exactly as for an id that does not exist. Endpoints live in PostgreSQL: an answer shows
+what was committed, and carries the endpoint's version as ``ETag``. A PATCH changes only the
+fields it sends (two PATCHes of different fields at once both stay); with ``If-Match`` it, or a
+DELETE, applies only to that version (else 412).
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 from fastapi import APIRouter, Query, Response
 
 from pipeline.accounts import Account
-from pipeline.api.context import Api, ApiDep, CallerDep, FullScopeDep
-from pipeline.api.errors import ApiError, not_found
+from pipeline.api.context import Api, ApiDep, CallerDep, FullScopeDep, IfMatchDep, etag
+from pipeline.api.errors import ApiError, ErrorBody, not_found
 from pipeline.api.schemas import (
     EndpointCreate,
     EndpointCreated,
@@ -26,6 +29,7 @@ from pipeline.api.schemas import (
     SecretRotated,
     SecretRotation,
 )
+from pipeline.controlplane import VersionedEndpoint
 from pipeline.endpoints import Endpoint, new_endpoint
 from pipeline.endpoints.model import (
     check_description,
@@ -34,18 +38,44 @@ from pipeline.endpoints.model import (
     check_headers,
     check_url,
 )
-from pipeline.exceptions import InvalidInput
+from pipeline.exceptions import InvalidInput, StaleVersion
 
 router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"])
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _own(api: Api, caller: Account, endpoint_id: str) -> Endpoint:
-    endpoint = api.backends.endpoints.get(endpoint_id)
-    if endpoint is None or endpoint.account_id != caller.id:
+Responses = dict[int | str, dict[str, Any]]
+_ETAG: dict[str, Any] = {
+    "ETag": {
+        "description": 'The endpoint\'s version, e.g. `"3"`: send it as If-Match.',
+        "schema": {"type": "string"},
+    }
+}
+_PRECONDITION: Responses = {
+    412: {"model": ErrorBody, "description": "If-Match names a version that is not current"}
+}
+_VERSIONED: Responses = {200: {"headers": _ETAG}}
+
+
+async def _own_versioned(api: Api, caller: Account, endpoint_id: str) -> VersionedEndpoint:
+    found = await api.backends.control.endpoint(endpoint_id)
+    if found is None or found.endpoint.account_id != caller.id:
         raise not_found("endpoint", endpoint_id)
-    return endpoint
+    return found
+
+
+async def _own(api: Api, caller: Account, endpoint_id: str) -> Endpoint:
+    return (await _own_versioned(api, caller, endpoint_id)).endpoint
+
+
+def _tagged(response: Response, found: VersionedEndpoint | None, endpoint_id: str) -> Endpoint:
+    """The endpoint written (its ETag on the response), or 404 (deleted meanwhile, or not the
+    caller's: the store matched no row)."""
+    if found is None:
+        raise not_found("endpoint", endpoint_id)
+    response.headers["ETag"] = etag(found.version)
+    return found.endpoint
 
 
 def _types(event_types: list[str] | None) -> tuple[str, ...] | None:
@@ -63,14 +93,26 @@ def _checked(field: str, check: Callable[P, T], *args: P.args, **kwargs: P.kwarg
         raise ApiError(422, "invalid_field", str(exc), field=field) from exc
 
 
-async def _save(api: Api, endpoint: Endpoint) -> Endpoint:
-    await asyncio.to_thread(api.backends.endpoint_writer.put, endpoint)
-    await api.visible(lambda: api.backends.endpoints.get(endpoint.id) == endpoint)
-    return endpoint
+async def _change(
+    api: Api,
+    caller: Account,
+    response: Response,
+    endpoint_id: str,
+    changes: dict[str, Any],
+    if_version: int | None = None,
+) -> Endpoint:
+    found = await api.backends.control.update_endpoint(
+        endpoint_id, caller.id, changes, if_version=if_version
+    )
+    return _tagged(response, found, endpoint_id)
 
 
-@router.post("", status_code=201, summary="Register an endpoint")
-async def create_endpoint(body: EndpointCreate, api: ApiDep, caller: CallerDep) -> EndpointCreated:
+@router.post(
+    "", status_code=201, summary="Register an endpoint", responses={201: {"headers": _ETAG}}
+)
+async def create_endpoint(
+    body: EndpointCreate, api: ApiDep, caller: CallerDep, response: Response
+) -> EndpointCreated:
     types = _types(body.event_types)
     description = _checked("description", check_description, body.description)
     content_filter = _checked("filter", check_filter, body.filter)
@@ -93,7 +135,8 @@ async def create_endpoint(body: EndpointCreate, api: ApiDep, caller: CallerDep) 
         filter=content_filter,
         headers=dict(headers),
     )
-    return EndpointCreated.of(await _save(api, endpoint))
+    created = await api.backends.control.create_endpoint(endpoint)
+    return EndpointCreated.of(_tagged(response, created, endpoint.id))
 
 
 @router.get("", summary="List the account's endpoints, oldest first")
@@ -103,25 +146,40 @@ async def list_endpoints(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=64, description="next_cursor")] = None,
 ) -> EndpointPage:
-    mine = sorted(api.backends.endpoints.for_account(caller.id), key=lambda e: e.id)
-    after = [e for e in mine if cursor is None or e.id > cursor]  # ids sort by creation time
-    page = after[:limit]
-    more = len(after) > limit
+    # Ids sort by creation time; one more than the page tells whether there is a next.
+    found = await api.backends.control.endpoints_of(caller.id, after=cursor, limit=limit + 1)
+    page = [f.endpoint for f in found[:limit]]
+    more = len(found) > limit
     return EndpointPage(
         data=[EndpointOut.of(e) for e in page], next_cursor=page[-1].id if more else None
     )
 
 
-@router.get("/{endpoint_id}", summary="One endpoint")
-async def get_endpoint(endpoint_id: str, api: ApiDep, caller: CallerDep) -> EndpointOut:
-    return EndpointOut.of(_own(api, caller, endpoint_id))
-
-
-@router.patch("/{endpoint_id}", summary="Change an endpoint's URL, event types, filter, ...")
-async def update_endpoint(
-    endpoint_id: str, body: EndpointUpdate, api: ApiDep, caller: CallerDep
+@router.get("/{endpoint_id}", summary="One endpoint", responses=_VERSIONED)
+async def get_endpoint(
+    endpoint_id: str, api: ApiDep, caller: CallerDep, response: Response
 ) -> EndpointOut:
-    endpoint = _own(api, caller, endpoint_id)
+    found = await _own_versioned(api, caller, endpoint_id)
+    return EndpointOut.of(_tagged(response, found, endpoint_id))
+
+
+@router.patch(
+    "/{endpoint_id}",
+    summary="Change an endpoint's URL, event types, filter, ...",
+    responses=_VERSIONED | _PRECONDITION,
+)
+async def update_endpoint(
+    endpoint_id: str,
+    body: EndpointUpdate,
+    api: ApiDep,
+    caller: CallerDep,
+    response: Response,
+    if_version: IfMatchDep,
+) -> EndpointOut:
+    """Only the fields sent change: two clients changing different fields at once both keep
+    theirs. Send `If-Match` with the ETag of your read to change nothing unless the endpoint is
+    still as you read it (412 otherwise)."""
+    current = await _own_versioned(api, caller, endpoint_id)
     changes: dict[str, Any] = {}
     for field in ("url", "description"):
         if field in body.model_fields_set and getattr(body, field) is None:
@@ -144,52 +202,68 @@ async def update_endpoint(
     if "filter" in body.model_fields_set:
         changes["filter"] = _checked("filter", check_filter, body.filter)  # null: none
     if not changes:
-        return EndpointOut.of(endpoint)
-    return EndpointOut.of(await _save(api, endpoint.replace(**changes)))
+        if if_version is not None and if_version != current.version:
+            raise StaleVersion(f"endpoint {endpoint_id}", current=current.version)
+        return EndpointOut.of(_tagged(response, current, endpoint_id))
+    return EndpointOut.of(await _change(api, caller, response, endpoint_id, changes, if_version))
 
 
-@router.delete("/{endpoint_id}", status_code=204, summary="Delete an endpoint")
-async def delete_endpoint(endpoint_id: str, api: ApiDep, caller: CallerDep) -> Response:
-    _own(api, caller, endpoint_id)
-    await asyncio.to_thread(api.backends.endpoint_writer.delete, endpoint_id)
-    await api.visible(lambda: api.backends.endpoints.get(endpoint_id) is None)
+@router.delete(
+    "/{endpoint_id}", status_code=204, summary="Delete an endpoint", responses=_PRECONDITION
+)
+async def delete_endpoint(
+    endpoint_id: str, api: ApiDep, caller: CallerDep, if_version: IfMatchDep
+) -> Response:
+    """With `If-Match`, only if the endpoint is still at that version (412 otherwise)."""
+    if not await api.backends.control.delete_endpoint(
+        endpoint_id, caller.id, if_version=if_version
+    ):
+        raise not_found("endpoint", endpoint_id)
     return Response(status_code=204)
 
 
-@router.post("/{endpoint_id}/disable", summary="Stop sending to an endpoint")
-async def disable_endpoint(endpoint_id: str, api: ApiDep, caller: CallerDep) -> EndpointOut:
-    endpoint = _own(api, caller, endpoint_id)
-    new = endpoint.replace(enabled=False, disabled_reason="disabled by its owner")
-    return EndpointOut.of(await _save(api, new))
+@router.post("/{endpoint_id}/disable", summary="Stop sending to an endpoint", responses=_VERSIONED)
+async def disable_endpoint(
+    endpoint_id: str, api: ApiDep, caller: CallerDep, response: Response
+) -> EndpointOut:
+    changes = {"enabled": False, "disabled_reason": "disabled by its owner"}
+    return EndpointOut.of(await _change(api, caller, response, endpoint_id, changes))
 
 
-@router.post("/{endpoint_id}/enable", summary="Send to an endpoint again")
-async def enable_endpoint(endpoint_id: str, api: ApiDep, caller: CallerDep) -> EndpointOut:
-    endpoint = _own(api, caller, endpoint_id)
-    return EndpointOut.of(await _save(api, endpoint.replace(enabled=True, disabled_reason=None)))
+@router.post("/{endpoint_id}/enable", summary="Send to an endpoint again", responses=_VERSIONED)
+async def enable_endpoint(
+    endpoint_id: str, api: ApiDep, caller: CallerDep, response: Response
+) -> EndpointOut:
+    changes = {"enabled": True, "disabled_reason": None}
+    return EndpointOut.of(await _change(api, caller, response, endpoint_id, changes))
 
 
 @router.get("/{endpoint_id}/headers", summary="The endpoint's custom headers, unmasked")
 async def endpoint_headers(endpoint_id: str, api: ApiDep, caller: FullScopeDep) -> EndpointHeaders:
-    endpoint = _own(api, caller, endpoint_id)
+    endpoint = await _own(api, caller, endpoint_id)
     return EndpointHeaders(id=endpoint.id, headers=dict(endpoint.headers))
 
 
 @router.get("/{endpoint_id}/secret", summary="The endpoint's signing secret")
 async def endpoint_secret(endpoint_id: str, api: ApiDep, caller: FullScopeDep) -> EndpointSecret:
-    endpoint = _own(api, caller, endpoint_id)
+    endpoint = await _own(api, caller, endpoint_id)
     return EndpointSecret(id=endpoint.id, secret=endpoint.secret)
 
 
 @router.post(
     "/{endpoint_id}/rotate-secret",
     summary="Replace the signing secret; the old one keeps signing for a grace period",
+    responses=_VERSIONED,
 )
 async def rotate_secret(
-    endpoint_id: str, api: ApiDep, caller: CallerDep, body: SecretRotation | None = None
+    endpoint_id: str,
+    api: ApiDep,
+    caller: CallerDep,
+    response: Response,
+    body: SecretRotation | None = None,
 ) -> SecretRotated:
     """During the grace period every webhook's `webhook-signature` carries a signature per
     active secret, so partners can switch to the new one without rejecting any webhook."""
-    endpoint = _own(api, caller, endpoint_id)
     grace = (body or SecretRotation()).grace_seconds
-    return SecretRotated.of(await _save(api, endpoint.rotate(grace)))
+    rotated = await api.backends.control.rotate_secret(endpoint_id, caller.id, grace)
+    return SecretRotated.of(_tagged(response, rotated, endpoint_id))

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline.exceptions import DatabaseUnavailable, InvalidInput, PublishError
+from pipeline.exceptions import DatabaseUnavailable, InvalidInput, PublishError, StaleVersion
 
 log = structlog.get_logger(__name__)
 
@@ -118,19 +118,28 @@ def _invalid_input(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_field", str(exc))
 
 
-def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    log.warning("delivery log unavailable", error=str(exc))
-    message = (
-        "the delivery log's database is unavailable; deliveries go on and the log catches up "
-        "when it is back: try again shortly"
-    )
-    return error_response(503, "database_unavailable", message, headers={"Retry-After": "5"})
-
-
 def _unavailable(_request: Request, exc: Exception) -> JSONResponse:
     log.error("write not acknowledged", error=str(exc))
     message = "the change was not saved (the broker did not acknowledge it); try again"
     return error_response(503, "unavailable", message)
+
+
+def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable", error=str(exc))
+    message = (
+        "the database is unavailable (nothing was changed); deliveries go on and the delivery"
+        " log catches up when it is back: try again shortly"
+    )
+    return error_response(503, "database_unavailable", message, headers={"Retry-After": "5"})
+
+
+def _stale_version(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StaleVersion)
+    message = (
+        f"If-Match names a version that is no longer current (it is now {exc.current}):"
+        " nothing was changed; GET the resource again and retry with its ETag"
+    )
+    return error_response(412, "precondition_failed", message, headers={"ETag": f'"{exc.current}"'})
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -140,6 +149,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(PublishError, _unavailable)
     app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
+    app.add_exception_handler(StaleVersion, _stale_version)
 
 
 class BodyLimit:

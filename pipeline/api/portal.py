@@ -160,7 +160,7 @@ async def _create(
 async def create_account_portal_link(
     account_id: str, body: PortalLinkCreate, api: ApiDep, request: Request
 ) -> PortalLinkCreated:
-    if api.backends.accounts.get(account_id) is None:
+    if await api.backends.control.account(account_id) is None:
         raise not_found("account", account_id)
     return await _create(api, request, account_id, body, "admin")
 
@@ -172,7 +172,7 @@ async def create_account_portal_link(
     summary="Revoke every active portal link of an account (operators)",
 )
 async def revoke_account_portal_links(account_id: str, api: ApiDep) -> Revoked:
-    if api.backends.accounts.get(account_id) is None:
+    if await api.backends.control.account(account_id) is None:
         raise not_found("account", account_id)
     return Revoked(revoked=await api.backends.portal.revoke_all(account_id, "admin"))
 
@@ -235,7 +235,7 @@ async def account_audit_log(
     limit: int = Query(default=50, ge=1, le=MAX_PAGE),
     before: int | None = Query(default=None, ge=1),
 ) -> AuditPage:
-    if api.backends.accounts.get(account_id) is None:
+    if await api.backends.control.account(account_id) is None:
         raise not_found("account", account_id)
     return await _audit_page(api, account_id, limit, before)
 

@@ -9,7 +9,15 @@ from pipeline.observability import configure_logging
 from pipeline.settings import Settings
 
 
-def serve(settings: Settings, *, host: str, port: int, run_sink: bool = True) -> None:
+def serve(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    run_sink: bool = True,
+    run_relay: bool = True,
+) -> None:
     configure_logging(settings)
     level = "warning" if settings.log_level == "warn" else settings.log_level
-    uvicorn.run(create_api(settings, run_sink=run_sink), host=host, port=port, log_level=level)
+    app = create_api(settings, run_sink=run_sink, run_relay=run_relay)
+    uvicorn.run(app, host=host, port=port, log_level=level)

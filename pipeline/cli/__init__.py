@@ -77,15 +77,19 @@ def api(
     no_sink: bool = typer.Option(
         False, "--no-sink", help="Do not run the delivery log sink here (run velourcity log-sink)"
     ),
+    no_relay: bool = typer.Option(
+        False, "--no-relay", help="Do not run an outbox relay here (run velourcity outbox-relay)"
+    ),
 ) -> None:
-    """Serve the REST API and the dashboard; runs the delivery log sink too unless --no-sink."""
+    """Serve the REST API and the dashboard; runs the delivery log sink and an outbox relay
+    too unless --no-sink / --no-relay."""
     from pipeline.api.server import serve  # fastapi + uvicorn: import them only here
     from pipeline.kafka.connection import check_connection
     from pipeline.settings import load_settings
 
     settings = load_settings()
     check_connection(settings)
-    serve(settings, host=host, port=port, run_sink=not no_sink)
+    serve(settings, host=host, port=port, run_sink=not no_sink, run_relay=not no_relay)
 
 
 @app.command("log-sink")
@@ -100,6 +104,26 @@ def log_sink() -> None:
     check_connection(settings)
     configure_logging(settings)
     run_log_sink(settings)
+
+
+@app.command("outbox-relay")
+def outbox_relay(
+    fault: str | None = typer.Option(None, "--fault", hidden=True, help="Tests only."),
+) -> None:
+    """Carry committed control-plane changes (PostgreSQL's outbox) to the compacted topics, on
+    its own (one relay at a time works; the others wait to take over)."""
+    from pipeline.controlplane.relay import FAULTS, run_relay
+    from pipeline.kafka.connection import check_connection
+    from pipeline.observability import configure_logging
+    from pipeline.settings import load_settings
+
+    chosen = next((f for f in FAULTS if f == fault), None)
+    if fault is not None and chosen is None:
+        raise typer.BadParameter(f"one of {', '.join(FAULTS)}", param_hint="--fault")
+    settings = load_settings()
+    check_connection(settings)
+    configure_logging(settings)
+    run_relay(settings, fault=chosen)
 
 
 def main() -> None:

@@ -1,10 +1,17 @@
-"""``velourcity endpoints``: register and manage partner endpoints (subscriptions)."""
+"""``velourcity endpoints``: register and manage partner endpoints (subscriptions).
+
+They go through the same PostgreSQL store as the API (:mod:`pipeline.controlplane`), and a
+change is on the compacted topic, where the workers see it, before the command returns (it
+relays the outbox itself when no relay runs: :func:`pipeline.controlplane.relay.flush_outbox`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 import typer
@@ -22,9 +29,13 @@ from pipeline.endpoints.model import (
     check_url,
     new_endpoint,
 )
-from pipeline.endpoints.store import EndpointWriter, load_endpoints
 from pipeline.exceptions import InvalidEndpoint
-from pipeline.settings import load_settings
+from pipeline.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pipeline.controlplane import ControlPlane, VersionedEndpoint
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Partner endpoints: where webhooks go.", no_args_is_help=True)
 
@@ -97,11 +108,43 @@ def _show(endpoint: Endpoint, as_json: bool) -> None:
     )
 
 
-def _existing(endpoint_id: str) -> Endpoint:
-    found = load_endpoints(load_settings()).get(endpoint_id)
+def _store(settings: Settings, use: Callable[[ControlPlane], Awaitable[T]]) -> T:
+    """Run ``use`` with the control-plane store, then see its changes onto the topics."""
+    from pipeline.controlplane import ControlPlane  # psycopg: only for these commands
+    from pipeline.controlplane.relay import flush_outbox
+    from pipeline.db import async_pool, unavailable_as_error
+
+    async def main() -> T:
+        with unavailable_as_error("endpoints"):
+            async with async_pool(settings) as pool:
+                return await use(ControlPlane(pool))
+
+    result = asyncio.run(main())
+    if not flush_outbox(settings):
+        typer.echo("warning: saved, but not yet on the endpoints topic (no relay?)", err=True)
+    return result
+
+
+def _existing(settings: Settings, endpoint_id: str) -> Endpoint:
+    async def read(store: ControlPlane) -> VersionedEndpoint | None:
+        return await store.endpoint(endpoint_id)
+
+    found = _store(settings, read)
     if found is None:
         raise InvalidEndpoint(f"no endpoint {endpoint_id}")
-    return found
+    return found.endpoint
+
+
+def _change(settings: Settings, endpoint_id: str, changes: dict[str, Any]) -> Endpoint:
+    endpoint = _existing(settings, endpoint_id)
+
+    async def change(store: ControlPlane) -> VersionedEndpoint | None:
+        return await store.update_endpoint(endpoint_id, endpoint.account_id, changes)
+
+    changed = _store(settings, change)
+    if changed is None:
+        raise InvalidEndpoint(f"no endpoint {endpoint_id}")
+    return changed.endpoint
 
 
 @app.command()
@@ -131,7 +174,8 @@ def create(
         filter=content_filter,
         headers=dict(_headers(header) or ()),
     )
-    _show(EndpointWriter(settings).put(endpoint), as_json)
+    _store(settings, lambda store: store.create_endpoint(endpoint))
+    _show(endpoint, as_json)
     if not as_json:
         typer.echo(f"secret: {endpoint.secret}")
 
@@ -142,9 +186,15 @@ def list_(
     as_json: JsonOption = False,
 ) -> None:
     """List endpoints."""
-    for endpoint in sorted(load_endpoints(load_settings()).values(), key=lambda e: e.id):
-        if account is None or endpoint.account_id == account:
-            _show(endpoint, as_json)
+
+    async def every(store: ControlPlane) -> list[Endpoint]:
+        found: list[Endpoint] = []
+        while page := await store.endpoints_of(account, after=found[-1].id if found else None):
+            found.extend(f.endpoint for f in page)
+        return found
+
+    for endpoint in _store(load_settings(), every):
+        _show(endpoint, as_json)
 
 
 @app.command()
@@ -166,8 +216,7 @@ def update(
     """Change an endpoint's URL, event types, secret, description, rate limit, ordering,
     content filter or custom headers."""
     settings = load_settings()
-    endpoint = _existing(endpoint_id)
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     if url is not None:
         changes["url"] = check_url(url, settings)
     if events is not None:
@@ -186,32 +235,29 @@ def update(
         changes["headers"] = ()
     elif header is not None:
         changes["headers"] = _headers(header)
-    _show(EndpointWriter(settings).put(endpoint.replace(**changes)), as_json)
+    _show(_change(settings, endpoint_id, changes), as_json)
 
 
 @app.command()
 def disable(endpoint_id: Annotated[str, typer.Argument(help="ep_...")]) -> None:
     """Stop sending to an endpoint (deliveries go to the dead-letter topic)."""
-    endpoint = _existing(endpoint_id)
-    new = endpoint.replace(enabled=False, disabled_reason="disabled by its owner")
-    _show(EndpointWriter(load_settings()).put(new), False)
+    changes = {"enabled": False, "disabled_reason": "disabled by its owner"}
+    _show(_change(load_settings(), endpoint_id, changes), False)
 
 
 @app.command()
 def enable(endpoint_id: Annotated[str, typer.Argument(help="ep_...")]) -> None:
     """Send to an endpoint again."""
-    endpoint = _existing(endpoint_id)
-    _show(
-        EndpointWriter(load_settings()).put(endpoint.replace(enabled=True, disabled_reason=None)),
-        False,
-    )
+    changes = {"enabled": True, "disabled_reason": None}
+    _show(_change(load_settings(), endpoint_id, changes), False)
 
 
 @app.command()
 def delete(endpoint_id: Annotated[str, typer.Argument(help="ep_...")]) -> None:
-    """Delete an endpoint (a tombstone on the compacted topic)."""
-    _existing(endpoint_id)
-    EndpointWriter(load_settings()).delete(endpoint_id)
+    """Delete an endpoint (a tombstone follows on the compacted topic)."""
+    settings = load_settings()
+    endpoint = _existing(settings, endpoint_id)
+    _store(settings, lambda store: store.delete_endpoint(endpoint_id, endpoint.account_id))
     typer.echo(f"deleted {endpoint_id}")
 
 
@@ -249,7 +295,16 @@ def rotate_secret(
     """Give an endpoint a new signing secret and print it; the old one signs beside it until
     the grace period ends."""
     seconds = check_grace(_seconds(grace))  # before any network call
-    rotated = EndpointWriter(load_settings()).put(_existing(endpoint_id).rotate(seconds))
+    settings = load_settings()
+    endpoint = _existing(settings, endpoint_id)
+
+    async def rotate(store: ControlPlane) -> VersionedEndpoint | None:
+        return await store.rotate_secret(endpoint_id, endpoint.account_id, seconds)
+
+    found = _store(settings, rotate)
+    if found is None:
+        raise InvalidEndpoint(f"no endpoint {endpoint_id}")
+    rotated = found.endpoint
     expires = rotated.previous_secrets[0][1] if rotated.previous_secrets else None
     when = None if expires is None else _iso(expires)
     if as_json:

@@ -38,15 +38,15 @@ def _run(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
 
 
 def _existing_account(settings: Settings, account_id: str) -> None:
-    from pipeline.accounts import AccountCache
+    from pipeline.controlplane import ControlPlane
+    from pipeline.db import async_pool
 
-    cache = AccountCache(settings).start()
-    try:
-        cache.wait_ready(30.0)
-        if cache.get(account_id) is None:
-            raise typer.BadParameter(f"no account {account_id}", param_hint="ACCOUNT_ID")
-    finally:
-        cache.stop()
+    async def find() -> bool:
+        async with async_pool(settings) as pool:
+            return await ControlPlane(pool).account(account_id) is not None
+
+    if not asyncio.run(find()):
+        raise typer.BadParameter(f"no account {account_id}", param_hint="ACCOUNT_ID")
 
 
 def _time(ms: int | None) -> str:

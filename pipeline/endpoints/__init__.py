@@ -1,4 +1,5 @@
-"""Endpoints (subscriptions): a compacted Kafka topic keyed by endpoint id is the record."""
+"""Endpoints (subscriptions): stored in PostgreSQL (:mod:`pipeline.controlplane`), carried by
+the outbox relay to a compacted Kafka topic keyed by endpoint id, which every worker reads."""
 
 from pipeline.endpoints.model import Endpoint, new_endpoint, new_secret
 from pipeline.endpoints.store import EndpointCache, EndpointWriter, load_endpoints

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 import uvicorn
-from api_fakes import RecordingSender, in_memory_backends
+from api_fakes import InMemoryControlPlane, RecordingSender, in_memory_backends
 from fastapi import FastAPI
 
 from pipeline.api import create_api
@@ -230,8 +230,8 @@ def test_endpoint_tools_on_in_memory_backends(chromium: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     settings = Settings(admin_token=ADMIN_TOKEN, allowed_networks="127.0.0.0/8")
-    backends = in_memory_backends()
-    app = create_api(settings, backends=backends)
+    control = InMemoryControlPlane()
+    app = create_api(settings, backends=in_memory_backends(control))
     rotation = any(getattr(r, "path", "").endswith("/rotate-secret") for r in app.routes)
     with _serve(app) as url, sync_playwright() as playwright:
         created = httpx.post(
@@ -285,14 +285,14 @@ def test_endpoint_tools_on_in_memory_backends(chromium: Path) -> None:
             expect(page.get_by_test_id("detail-filter")).to_have_text(
                 'filter: data.restaurant_id in ["rst_111"]'
             )
-            stored = backends.endpoints.for_account(created["id"])[0]
+            stored = control.for_account(created["id"])[0]
             assert stored.filter == 'data.restaurant_id in ["rst_111"]'
             page.get_by_test_id("edit-endpoint").click()
             expect(page.get_by_test_id("edit-filter")).to_have_value(stored.filter)
             page.get_by_test_id("edit-filter").fill("")
             page.get_by_test_id("save-endpoint").click()
             expect(page.get_by_test_id("detail-filter")).to_be_hidden()
-            assert backends.endpoints.for_account(created["id"])[0].filter is None
+            assert control.for_account(created["id"])[0].filter is None
 
             # Custom headers: a reserved one is refused beside the form; set, they are shown
             # masked (never their values); then removed.
@@ -310,18 +310,18 @@ def test_endpoint_tools_on_in_memory_backends(chromium: Path) -> None:
                 "headers: X-Partner-Token: ****cdef, X-Region: ****"
             )
             assert token not in page.content()
-            stored = backends.endpoints.for_account(created["id"])[0]
+            stored = control.for_account(created["id"])[0]
             assert stored.headers == (("X-Partner-Token", token), ("X-Region", "eu"))
             page.get_by_test_id("edit-endpoint").click()
             page.get_by_test_id("edit-description").fill("front desk")  # headers unchanged
             page.get_by_test_id("save-endpoint").click()
             expect(page.get_by_test_id("edit-endpoint-form")).to_be_hidden()
-            assert backends.endpoints.for_account(created["id"])[0].headers == stored.headers
+            assert control.for_account(created["id"])[0].headers == stored.headers
             page.get_by_test_id("edit-endpoint").click()
             page.get_by_test_id("edit-clear-headers").check()
             page.get_by_test_id("save-endpoint").click()
             expect(page.get_by_test_id("detail-headers")).to_be_hidden()
-            assert backends.endpoints.for_account(created["id"])[0].headers == ()
+            assert control.for_account(created["id"])[0].headers == ()
 
             # Disable, enable.
             page.get_by_test_id("toggle-enabled").click()
@@ -356,7 +356,7 @@ def test_endpoint_tools_on_in_memory_backends(chromium: Path) -> None:
             page.get_by_test_id("test-event-type").select_option("order.cancelled")
             page.get_by_test_id("send-test").click()
             expect(page.get_by_test_id("test-result")).to_contain_text("evt_")
-            sender = backends.delivery_sender
+            sender = app.state.backends.delivery_sender
             assert isinstance(sender, RecordingSender)
             assert [d.event_type for d in sender.sent] == ["order.cancelled"]
 

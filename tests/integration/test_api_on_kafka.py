@@ -1,5 +1,5 @@
-"""The REST API on a real broker: accounts, keys and endpoints round-trip through the compacted
-topics, two accounts stay apart on every route, and revoked keys stop working."""
+"""The REST API on a real broker and PostgreSQL: accounts, keys and endpoints round-trip through
+the database, two accounts stay apart on every route, and revoked keys stop working."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pipeline.api import create_api
 from pipeline.settings import Settings
 from pipeline.topics import create_topics
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 URL = "http://127.0.0.1:9/webhooks"  # allowed by the test settings' VELOURCITY_ALLOWED_NETWORKS
@@ -29,7 +29,7 @@ def api_settings(settings_factory: Callable[..., Settings]) -> Settings:
 
 @pytest.fixture
 def client(api_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_api(api_settings)) as client:  # the lifespan loads the real caches
+    with TestClient(create_api(api_settings)) as client:  # the lifespan migrates the database
         yield client
 
 
@@ -103,11 +103,14 @@ def test_bad_input_gets_a_json_4xx_naming_the_problem(client: TestClient) -> Non
         ({"json": {"url": "https://169.254.169.254/"}}, 422, "url"),
         ({"json": {"url": URL, "event_types": ["order.eaten"]}}, 422, "event_types"),
         ({"json": {"url": URL, "description": "x" * 100_000}}, 413, None),
+        ({"json": {"url": URL, "description": "a\u0000b"}}, 422, None),  # PostgreSQL text
     ]
     for request, status, field in cases:
         response = client.post("/v1/endpoints", **({"headers": key} | request))
         assert response.status_code == status, response.text
         assert response.json()["error"]["field"] == field
+    nul = client.get("/v1/endpoints/ep_%00", headers=key)
+    assert nul.status_code == 422 and nul.json()["error"]["code"] == "invalid_field"
 
 
 def test_a_revoked_key_is_refused(client: TestClient) -> None:
@@ -122,7 +125,7 @@ def test_a_revoked_key_is_refused(client: TestClient) -> None:
 def test_another_api_process_sees_the_writes(client: TestClient, api_settings: Settings) -> None:
     _, _, key = new_account(client, "erin")
     endpoint = new_endpoint(client, key)
-    with TestClient(create_api(api_settings)) as other:  # its own caches, read from the topics
+    with TestClient(create_api(api_settings)) as other:  # another process on the same database
         deadline = time.monotonic() + 10
         while (response := other.get(f"/v1/endpoints/{endpoint['id']}", headers=key)).is_error:
             assert time.monotonic() < deadline, response.text

@@ -4,65 +4,19 @@ Real broker, real `velourcity worker` and `velourcity api` processes, receivers 
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from conftest import settings_env
 from test_delivery import publish
 
 from pipeline.events.samples import sample_event
-from pipeline.settings import Settings
 from pipeline.topics import create_topics
 
-ROOT = Path(__file__).resolve().parents[2]
 ADMIN = {"Authorization": "Bearer admin-secret"}
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def api_factory(tmp_path: Path) -> Iterator[Callable[[Settings], str]]:
-    """Start ``velourcity api`` processes; returns each one's base URL once it answers."""
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start(settings: Settings) -> str:
-        port = _free_port()
-        with (tmp_path / f"api-{port}.log").open("wb") as log:
-            processes.append(
-                subprocess.Popen(
-                    [str(ROOT / ".venv/bin/velourcity"), "api", "--port", str(port)],
-                    env=settings_env(settings),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/openapi.json", timeout=2).status_code == 200:
-                    return base
-            except httpx.TransportError:
-                pass
-            assert processes[-1].poll() is None, (tmp_path / f"api-{port}.log").read_text()
-            time.sleep(0.3)
-        raise AssertionError("the API did not start in 60 s")
-
-    yield start
-    for process in processes:
-        process.terminate()
-        process.wait(20)
 
 
 def _poll(check: Callable[[], Any], timeout: float = 30) -> Any:

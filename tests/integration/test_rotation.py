@@ -14,18 +14,17 @@ import pytest
 from conftest import Received, settings_env
 from standardwebhooks.webhooks import Webhook
 
-from pipeline.endpoints import EndpointWriter, new_endpoint
 from pipeline.events.samples import sample_event
 from pipeline.publisher import Publisher
 from pipeline.receiver import InvalidSignature, velourcity_signature, verify
 from pipeline.settings import Settings
+from pipeline.topics import create_topics
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(180)]
 
 
-def rotate(settings: Settings, endpoint_id: str, grace: str) -> dict[str, Any]:
-    command = ["endpoints", "rotate-secret", endpoint_id, "--grace", grace, "--json"]
+def velourcity(settings: Settings, *command: str) -> dict[str, Any]:
     done = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "velourcity"), *command],
         env=settings_env(settings),
@@ -35,8 +34,14 @@ def rotate(settings: Settings, endpoint_id: str, grace: str) -> dict[str, Any]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    rotated: dict[str, Any] = orjson.loads(done.stdout)
-    return rotated
+    shown: dict[str, Any] = orjson.loads(done.stdout)
+    return shown
+
+
+def rotate(settings: Settings, endpoint_id: str, grace: str) -> dict[str, Any]:
+    return velourcity(
+        settings, "endpoints", "rotate-secret", endpoint_id, "--grace", grace, "--json"
+    )
 
 
 def publish_one(settings: Settings) -> str:
@@ -52,15 +57,25 @@ def headers_of(request: Received) -> dict[str, str]:
 
 
 def test_both_secrets_verify_during_the_grace_and_only_the_new_one_after(
-    kafka_settings, receiver_factory, worker_factory
+    database_settings, receiver_factory, worker_factory
 ) -> None:
+    kafka_settings = database_settings  # the CLI writes the endpoints in PostgreSQL
+    create_topics(kafka_settings)
     receiver = receiver_factory()
-    endpoint = new_endpoint(kafka_settings, account_id="acct_a", url=receiver.url)
-    EndpointWriter(kafka_settings).put(endpoint)
-    old = endpoint.secret
-    rotated = rotate(kafka_settings, endpoint.id, "1h")
+    created = velourcity(
+        kafka_settings,
+        "endpoints",
+        "create",
+        "--account",
+        "acct_a",
+        "--url",
+        receiver.url,
+        "--json",
+    )
+    old = created["secret"]
+    rotated = rotate(kafka_settings, created["id"], "1h")
     new = rotated["secret"]
-    assert new != old and rotated["id"] == endpoint.id
+    assert new != old and rotated["id"] == created["id"]
     assert rotated["previous_secret_expires_at"].endswith("Z")
     worker_factory(kafka_settings)  # its copy of the endpoints holds the rotation
 
@@ -76,7 +91,7 @@ def test_both_secrets_verify_during_the_grace_and_only_the_new_one_after(
     with pytest.raises(InvalidSignature):  # X-Velourcity-Signature is the new secret's only
         verify({"x-velourcity-signature": headers["x-velourcity-signature"]}, request.body, old)
 
-    newest = rotate(kafka_settings, endpoint.id, "0")["secret"]
+    newest = rotate(kafka_settings, created["id"], "0")["secret"]
     time.sleep(3)  # let the worker's copy of the endpoints see it
     publish_one(kafka_settings)
     request = receiver.wait_for(2)[1]

@@ -150,6 +150,7 @@ def test_installed_wheel_delivers_a_webhook_from_any_folder(
     env = {k: v for k, v in env.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     cli = str(bin_dir / "velourcity")
     run([cli, "topics", "create"], cwd=home, env=env)
+    run([cli, "db", "migrate"], cwd=home, env=env)  # endpoints live in PostgreSQL
     receiver = receiver_factory()
     secret = new_secret()
     created: dict[str, Any] = json.loads(

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
-from api_fakes import InMemoryAccounts, in_memory_backends
+from api_fakes import InMemoryControlPlane, in_memory_backends
 from fastapi.testclient import TestClient
 
 from pipeline.accounts import Account
 from pipeline.api import create_api
-from pipeline.exceptions import PublishError
+from pipeline.controlplane import VersionedAccount
+from pipeline.exceptions import DatabaseUnavailable
 from pipeline.settings import Settings
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
@@ -30,12 +30,11 @@ class PublicResolver:
         raise OSError("name does not resolve")
 
 
-def make_client(visible_after: float = 0.0, **settings: Any) -> TestClient:
+def make_client(control: InMemoryControlPlane | None = None, **settings: Any) -> TestClient:
     app = create_api(
         Settings(**({"admin_token": "admin-secret"} | settings)),
-        backends=in_memory_backends(visible_after),
+        backends=in_memory_backends(control),
         resolver=PublicResolver(),
-        visible_timeout=2.0,
     )
     return TestClient(app)
 
@@ -72,7 +71,7 @@ def assert_error(response: Any, status: int, code: str, field: str | None = None
 
 def test_an_account_is_created_with_a_key_shown_once(client: TestClient) -> None:
     response = client.post("/v1/accounts", json={"name": "Trattoria"}, headers=ADMIN)
-    assert response.status_code == 201
+    assert response.status_code == 201 and response.headers["etag"] == '"1"'
     body = response.json()
     assert body["id"].startswith("acct_") and body["api_key"].startswith(body["key_prefix"])
     key = {"Authorization": f"Bearer {body['api_key']}"}
@@ -101,7 +100,7 @@ def test_an_api_key_is_no_admin_token(client: TestClient) -> None:
 def test_keys_are_added_and_revoked(client: TestClient) -> None:
     account_id, first = new_account(client)
     response = client.post(f"/v1/accounts/{account_id}/keys", headers=ADMIN)
-    assert response.status_code == 201
+    assert response.status_code == 201 and response.headers["etag"] == '"2"'
     created = response.json()
     second = {"Authorization": f"Bearer {created['api_key']}"}
     assert client.get("/v1/endpoints", headers=second).status_code == 200
@@ -193,17 +192,43 @@ def test_custom_headers_are_shown_masked_and_revealed_to_their_owner(client: Tes
     assert removed["headers"] == {}
 
 
-def test_writes_are_visible_to_the_next_read() -> None:
-    """The fake shows writes only after 0.2 s, like a cache following its topic."""
-    with make_client(visible_after=0.2) as client:
-        _, key = new_account(client)
-        endpoint = new_endpoint(client, key)
-        path = f"/v1/endpoints/{endpoint['id']}"
-        assert client.get(path, headers=key).status_code == 200
-        client.post(f"{path}/disable", headers=key)
-        assert client.get(path, headers=key).json()["enabled"] is False
-        client.delete(path, headers=key)
-        assert client.get(path, headers=key).status_code == 404
+def test_every_answer_carries_the_version_as_etag(client: TestClient) -> None:
+    _, key = new_account(client)
+    created = client.post("/v1/endpoints", json={"url": URL}, headers=key)
+    assert created.headers["etag"] == '"1"'
+    path = f"/v1/endpoints/{created.json()['id']}"
+    assert client.get(path, headers=key).headers["etag"] == '"1"'
+    assert client.patch(path, json={"description": "a"}, headers=key).headers["etag"] == '"2"'
+    assert client.post(f"{path}/disable", headers=key).headers["etag"] == '"3"'
+    assert client.post(f"{path}/rotate-secret", headers=key).headers["etag"] == '"4"'
+    assert client.get(path, headers=key).headers["etag"] == '"4"'
+
+
+def test_if_match_applies_a_write_only_to_the_version_read(client: TestClient) -> None:
+    _, key = new_account(client)
+    path = f"/v1/endpoints/{new_endpoint(client, key)['id']}"
+    read = client.get(path, headers=key).headers["etag"]
+    first = client.patch(path, json={"description": "a"}, headers=key | {"If-Match": read})
+    assert first.status_code == 200 and first.headers["etag"] == '"2"'
+    stale = client.patch(path, json={"description": "b"}, headers=key | {"If-Match": read})
+    assert_error(stale, 412, "precondition_failed")
+    assert "now 2" in stale.json()["error"]["message"] and stale.headers["etag"] == '"2"'
+    assert_error(client.delete(path, headers=key | {"If-Match": read}), 412, "precondition_failed")
+    assert client.get(path, headers=key).json()["description"] == "a"
+    empty = client.patch(path, json={}, headers=key | {"If-Match": read})
+    assert_error(empty, 412, "precondition_failed")
+    bad = client.patch(path, json={"description": "c"}, headers=key | {"If-Match": "yesterday"})
+    assert_error(bad, 400, "bad_request")
+    assert client.delete(path, headers=key | {"If-Match": '"2"'}).status_code == 204
+    assert_error(client.get(path, headers=key), 404, "not_found")
+
+
+def test_without_if_match_a_patch_changes_only_its_fields(client: TestClient) -> None:
+    _, key = new_account(client)
+    path = f"/v1/endpoints/{new_endpoint(client, key)['id']}"
+    client.patch(path, json={"description": "kept"}, headers=key)
+    changed = client.patch(path, json={"rate_limit": 5}, headers=key).json()
+    assert (changed["description"], changed["rate_limit"]) == ("kept", 5)
 
 
 def test_pages_follow_the_cursor(client: TestClient) -> None:
@@ -352,19 +377,16 @@ def test_unknown_routes_and_methods_answer_json(client: TestClient) -> None:
     assert_error(client.put("/v1/endpoints"), 405, "method_not_allowed")
 
 
-def test_a_write_the_broker_did_not_ack_is_a_503() -> None:
-    class Refusing(InMemoryAccounts):
-        def put(self, account: Account) -> Account:
-            raise PublishError("timed out")
+def test_the_database_down_is_a_503_with_a_clear_message() -> None:
+    class Down(InMemoryControlPlane):
+        async def create_account(self, account: Account) -> VersionedAccount:
+            raise DatabaseUnavailable("create an account: PostgreSQL is unavailable (refused)")
 
-    accounts = Refusing()
-    backends = in_memory_backends()
-    backends = dataclasses.replace(backends, accounts=accounts, account_writer=accounts)
-    with TestClient(create_api(Settings(admin_token="t"), backends=backends)) as client:
-        response = client.post(
-            "/v1/accounts", json={"name": "x"}, headers={"Authorization": "Bearer t"}
-        )
-    assert_error(response, 503, "unavailable")
+    with make_client(Down()) as client:
+        response = client.post("/v1/accounts", json={"name": "x"}, headers=ADMIN)
+    assert_error(response, 503, "database_unavailable")
+    assert "database is unavailable" in response.json()["error"]["message"]
+    assert response.headers["retry-after"] == "5"
 
 
 # Secret rotation -----------------------------------------------------------------------------
@@ -392,7 +414,7 @@ def test_rotating_a_secret_answers_the_new_one_and_when_the_old_one_stops(
 
 
 def test_rotation_grace_defaults_to_a_day_and_zero_stops_the_old_secret_now() -> None:
-    with make_client(visible_after=0.2) as client:  # the answer waits for its own write
+    with make_client() as client:
         _, key = new_account(client)
         path = f"/v1/endpoints/{new_endpoint(client, key)['id']}"
         default = client.post(f"{path}/rotate-secret", headers=key).json()
