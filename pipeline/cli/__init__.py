@@ -113,7 +113,6 @@ def outbox_relay(
     """Carry committed control-plane changes (PostgreSQL's outbox) to the compacted topics, on
     its own (one relay at a time works; the others wait to take over)."""
     from pipeline.controlplane.relay import FAULTS, run_relay
-    from pipeline.kafka.connection import check_connection
     from pipeline.observability import configure_logging
     from pipeline.settings import load_settings
 
@@ -121,7 +120,8 @@ def outbox_relay(
     if fault is not None and chosen is None:
         raise typer.BadParameter(f"one of {', '.join(FAULTS)}", param_hint="--fault")
     settings = load_settings()
-    check_connection(settings)
+    # no connection check: the relay is made to outlast a broker outage, retrying with
+    # backoff and marking nothing sent until the broker acknowledges it
     configure_logging(settings)
     run_relay(settings, fault=chosen)
 
