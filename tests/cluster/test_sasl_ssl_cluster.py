@@ -7,7 +7,6 @@ Mutual TLS (a client certificate, no SASL) on its own listener, with librdkafka 
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -63,42 +62,6 @@ def velourcity(settings: Settings, *args: str, timeout: float = 90) -> subproces
         timeout=timeout,
         check=False,
     )
-
-
-@pytest.fixture
-def api_factory(tmp_path: Path) -> Iterator[Callable[[Settings], str]]:
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start(settings: Settings) -> str:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        log_path = tmp_path / f"api-{port}.log"
-        with log_path.open("wb") as log:
-            processes.append(
-                subprocess.Popen(
-                    [VELOURCITY, "api", "--port", str(port)],
-                    env=settings_env(settings),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/openapi.json", timeout=2).status_code == 200:
-                    return base
-            except httpx.TransportError:
-                pass
-            assert processes[-1].poll() is None, log_path.read_text()
-            time.sleep(0.3)
-        raise AssertionError("the API did not start in 60 s")
-
-    yield start
-    for process in processes:
-        process.terminate()
-        process.wait(20)
 
 
 def _poll(check: Callable[[], Any], timeout: float = 60) -> Any:
