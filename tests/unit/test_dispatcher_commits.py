@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 
 from pipeline.delivery.dispatcher import Dispatcher
 from pipeline.delivery.offsets import decode_finished
@@ -75,3 +76,43 @@ def test_finished_records_are_committed_within_the_commit_interval() -> None:
 
 def test_the_default_commit_interval_is_short() -> None:
     assert Settings().commit_interval <= 0.1
+
+
+class RefusingConsumer(FakeConsumer):
+    """Refuses the first ``refusals`` commits, as a broker does while its group coordinator
+    moves (``COORDINATOR_LOAD_IN_PROGRESS`` at a broker failover)."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+        self.tries = 0
+
+    async def commit(self, offsets: dict[tuple[str, int], tuple[int, str]]) -> None:
+        self.tries += 1
+        if self.tries <= self.refusals:
+            raise KafkaException(KafkaError(KafkaError.COORDINATOR_LOAD_IN_PROGRESS))
+        await super().commit(offsets)
+
+
+def test_a_refused_commit_is_tried_again_though_no_other_record_finishes() -> None:
+    async def run() -> RefusingConsumer:
+        dispatcher = Dispatcher(Settings(commit_interval=0.01), handler=None)  # type: ignore[arg-type]
+        consumer = RefusingConsumer(refusals=3)
+        dispatcher._source = consumer  # type: ignore[assignment]
+        dispatcher._results.producer = NothingToProduce()  # type: ignore[assignment]
+        tp = TopicPartition("deliveries", 0)
+        dispatcher._owned = {tp}
+        committer = asyncio.ensure_future(dispatcher._commit_progress())
+        dispatcher._tracker.start(tp, 0)
+        await dispatcher._taken.acquire()
+        await dispatcher._finish(tp, 0, None, dispatcher._outputs_of([]))  # the last record
+        for _ in range(100):
+            if consumer.commits:
+                break
+            await asyncio.sleep(0.02)
+        committer.cancel()
+        return consumer
+
+    consumer = asyncio.run(run())
+    assert consumer.tries == 4  # three refused, backing off, then committed
+    assert consumer.commits == [{TopicPartition("deliveries", 0): (1, set())}]
