@@ -38,8 +38,12 @@ router = APIRouter(tags=["portal"])
 MAX_PAGE = 200
 
 
-def _time(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+def _time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _time_or_none(ms: int | None) -> datetime | None:
+    return None if ms is None else _time(ms)
 
 
 class PortalLinkCreate(RequestBody):
@@ -80,10 +84,10 @@ class PortalLinkOut(BaseModel):
             scope=link.scope,
             label=link.label,
             created_by=link.created_by,
-            created_at=_time(link.created_at) or datetime.now(UTC),
-            expires_at=_time(link.expires_at) or datetime.now(UTC),
-            revoked_at=_time(link.revoked_at),
-            last_used_at=_time(link.last_used_at),
+            created_at=_time(link.created_at),
+            expires_at=_time(link.expires_at),
+            revoked_at=_time_or_none(link.revoked_at),
+            last_used_at=_time_or_none(link.last_used_at),
             active=link.active(now),
         )
 
@@ -113,8 +117,13 @@ class AuditEntryOut(BaseModel):
 
     @classmethod
     def of(cls, entry: AuditEntry) -> AuditEntryOut:
-        at = _time(entry.at) or datetime.now(UTC)
-        return cls(id=entry.id, at=at, actor=entry.actor, action=entry.action, detail=entry.detail)
+        return cls(
+            id=entry.id,
+            at=_time(entry.at),
+            actor=entry.actor,
+            action=entry.action,
+            detail=entry.detail,
+        )
 
 
 class AuditPage(BaseModel):

@@ -14,7 +14,13 @@ from typing import Annotated, TypeVar
 import orjson
 import typer
 
-from pipeline.portal.model import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, MIN_TTL_SECONDS, PortalLink
+from pipeline.portal.model import (
+    DEFAULT_TTL_SECONDS,
+    MAX_TTL_SECONDS,
+    MIN_TTL_SECONDS,
+    PortalLink,
+    Scope,
+)
 from pipeline.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -67,7 +73,7 @@ def _line(link: PortalLink) -> str:
 @app.command("create")
 def create(
     account_id: str,
-    scope: Annotated[str, typer.Option(help="read: look only; full: also change.")] = "read",
+    scope: Annotated[Scope, typer.Option(help="read: look only; full: also change.")] = "read",
     expires_in: Annotated[
         int,
         typer.Option(min=MIN_TTL_SECONDS, max=MAX_TTL_SECONDS, help="Seconds the link works for."),
@@ -80,8 +86,6 @@ def create(
     json: JsonOption = False,
 ) -> None:
     """Make a link and print its URL (the token is shown this once)."""
-    if scope not in ("read", "full"):
-        raise typer.BadParameter("takes read or full", param_hint="--scope")
     settings = load_settings()
     root = base_url or (str(settings.public_url) if settings.public_url else None)
     if root is None:

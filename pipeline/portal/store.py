@@ -44,8 +44,12 @@ _TOUCH_EVERY = dt.timedelta(minutes=1)
 """``last_used_at`` is written at most this often a link (not on every dashboard request)."""
 
 
-def _ms(value: dt.datetime | None) -> int | None:
-    return None if value is None else int(value.timestamp() * 1000)
+def _ms(value: dt.datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _ms_or_none(value: dt.datetime | None) -> int | None:
+    return None if value is None else _ms(value)
 
 
 def _link(row: tuple[Any, ...]) -> PortalLink:
@@ -55,10 +59,10 @@ def _link(row: tuple[Any, ...]) -> PortalLink:
         scope=row[2],
         label=row[3],
         created_by=row[4],
-        created_at=_ms(row[5]) or 0,
-        expires_at=_ms(row[6]) or 0,
-        revoked_at=_ms(row[7]),
-        last_used_at=_ms(row[8]),
+        created_at=_ms(row[5]),
+        expires_at=_ms(row[6]),
+        revoked_at=_ms_or_none(row[7]),
+        last_used_at=_ms_or_none(row[8]),
     )
 
 
@@ -222,8 +226,6 @@ class PortalLinks:
                 )
                 rows = await cur.fetchall()
         return [
-            AuditEntry(
-                id=r[0], account_id=r[1], at=_ms(r[2]) or 0, actor=r[3], action=r[4], detail=r[5]
-            )
+            AuditEntry(id=r[0], account_id=r[1], at=_ms(r[2]), actor=r[3], action=r[4], detail=r[5])
             for r in rows
         ]

@@ -150,3 +150,8 @@ def test_operators_make_list_and_revoke_links_from_the_command_line(
     )
     assert unknown.returncode == 2 and "no account acct_nope" in unknown.stderr
     assert ("cli", "portal_link.revoked") in audit_rows(stack_settings)
+    wrong_scope = velourcity(
+        stack_settings, "portal-links", "create", account_id, "--scope", "admin"
+    )
+    assert wrong_scope.returncode == 2
+    assert "Invalid value for '--scope'" in wrong_scope.stderr and "'admin'" in wrong_scope.stderr
