@@ -1,12 +1,15 @@
 """``velourcity demo``: topics, two receivers on 127.0.0.1 (B fails each webhook's first two
 tries), their endpoints under a fresh account, a worker subprocess, one event of each type, and
 every webhook and attempt-log line printed as it arrives. It stops everything it started.
+
+The account and its endpoints go through the control plane in PostgreSQL and its outbox, as the
+API's do (:mod:`pipeline.controlplane.commands`): ``velourcity api`` on the same database lists
+them, with the API key the demo prints.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -24,13 +27,16 @@ import typer
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from pipeline.accounts.model import Account, new_account
 from pipeline.cli.deliveries import format_attempt
 from pipeline.cli.receiver import format_record, make_server
+from pipeline.controlplane import commands
+from pipeline.db import migrate
 from pipeline.delivery.record import Attempt
-from pipeline.endpoints import EndpointWriter, new_endpoint, new_secret
+from pipeline.endpoints import Endpoint, new_endpoint, new_secret
 from pipeline.events import EVENT_TYPES
 from pipeline.events.samples import sample_event
-from pipeline.exceptions import VelourcityError
+from pipeline.exceptions import DatabaseUnavailable, VelourcityError
 from pipeline.kafka.connection import librdkafka_config
 from pipeline.processes import stop_process
 from pipeline.publisher import Publisher
@@ -201,11 +207,23 @@ def _wait_for_deliveries(
     tally.wait(lambda: len(tally.logged) >= TOTAL, 10)  # let the attempt log catch up
 
 
-def _delete_endpoint(writer: EndpointWriter, endpoint_id: str) -> None:
+def _prepare_database(settings: Settings) -> tuple[Account, str]:
+    """Migrate the database and create the demo's account in it; the account and its API key."""
     try:
-        writer.delete(endpoint_id)
+        migrate(settings)
+        account, api_key = new_account("Velourcity demo")
+        commands.on_store(settings, lambda store: store.create_account(account))
+    except DatabaseUnavailable as exc:
+        hint = "start PostgreSQL with `make db` (or name one in VELOURCITY_DATABASE_URL)"
+        raise _fail(f"{exc}: {hint}") from exc
+    return account, api_key
+
+
+def _delete_endpoint(settings: Settings, endpoint: Endpoint) -> None:
+    try:
+        commands.delete_endpoint(settings, endpoint)
     except VelourcityError as exc:
-        _say(f"warning: endpoint {endpoint_id} not deleted: {exc}", err=True)
+        _say(f"warning: endpoint {endpoint.id} not deleted: {exc}", err=True)
 
 
 def demo(
@@ -217,7 +235,6 @@ def demo(
     settings = load_settings(**FORCED, topic_prefix=load_settings().topic_prefix or DEFAULT_PREFIX)
     env = os.environ | {f"VELOURCITY_{k.upper()}": v for k, v in FORCED.items()}
     env["VELOURCITY_TOPIC_PREFIX"] = settings.topic_prefix
-    account = f"acct_demo_{secrets.token_hex(4)}"
     tally = _Tally()
     log_path = log_dir / "worker.log"
     previous = signal.getsignal(signal.SIGINT), signal.signal(signal.SIGTERM, _on_sigterm)
@@ -226,17 +243,20 @@ def demo(
             _say(f"broker {settings.kafka_bootstrap}, topic prefix {settings.topic_prefix!r}")
             _check_broker(settings)
             create_topics(settings)
-            writer = EndpointWriter(settings)
-            ids: set[str] = set()
+            created, api_key = _prepare_database(settings)
+            account = created.id
+            _say(f"account {account} (API key {api_key}: velourcity api lists its endpoints)")
+            endpoints: list[Endpoint] = []
             for name in RECEIVERS:
                 secret = new_secret()
                 url = _start_receiver(name, secret, tally, stack)
-                endpoint = new_endpoint(settings, account_id=account, url=url, secret=secret)
-                writer.put(endpoint)
-                stack.callback(_delete_endpoint, writer, endpoint.id)
-                ids.add(endpoint.id)
+                endpoints.append(new_endpoint(settings, account_id=account, url=url, secret=secret))
                 answers = f"500 to the first {FAIL_FIRST} tries, then 200" if name == "B" else "200"
-                _say(f"receiver {name} on {url} ({answers}): endpoint {endpoint.id}")
+                _say(f"receiver {name} on {url} ({answers}): endpoint {endpoints[-1].id}")
+            commands.put_endpoints(settings, endpoints)
+            for endpoint in endpoints:
+                stack.callback(_delete_endpoint, settings, endpoint)
+            ids = {endpoint.id for endpoint in endpoints}
             stop = threading.Event()
             tail = threading.Thread(
                 target=_tail_attempts, args=(settings, ids, tally, stop), daemon=True

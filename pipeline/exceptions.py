@@ -17,6 +17,7 @@
     ├── BrokerUnavailable           the broker did not answer a read in time (the import, ...)
     ├── DatabaseUnavailable         PostgreSQL cannot be reached (or refused the connection)
     ├── StaleVersion(current)       a conditional write (If-Match) named a version not current
+    ├── Conflict                    a create named a record that exists: nothing was written
     └── DeliveryOutcome             steers the sender; not a bug (see pipeline.delivery)
         ├── RetryLater(after_seconds)
         └── GiveUp(reason)
@@ -31,6 +32,7 @@ from typing import Any
 __all__ = [
     "BrokerUnavailable",
     "ConfigurationError",
+    "Conflict",
     "CorruptPayload",
     "DatabaseUnavailable",
     "DecodeError",
@@ -135,6 +137,10 @@ class StaleVersion(VelourcityError):
     def __init__(self, message: str, *, current: int) -> None:
         super().__init__(message)
         self.current = current
+
+
+class Conflict(VelourcityError):
+    """A create named a record that exists already (its id is taken): nothing was written."""
 
 
 class DeliveryOutcome(VelourcityError):

@@ -162,3 +162,27 @@ def _if_match(
 
 IfMatchDep = Annotated[int | None, Depends(_if_match)]
 """The version an ``If-Match`` header names (None: no condition)."""
+
+
+def _required_if_match(
+    if_match: Annotated[
+        str | None,
+        Header(
+            description='Required: the ETag of your last read (`"3"`), so a replace never'
+            " overwrites a change you have not seen (412 precondition_failed if it is no longer"
+            " current); `*` replaces whatever version is there. Without it: 428.",
+        ),
+    ] = None,
+) -> int | None:
+    if if_match is None:
+        message = (
+            'a replace needs If-Match: the ETag of your last read (e.g. "3"), or * for any'
+            " version; PATCH changes single fields without it"
+        )
+        raise ApiError(428, "precondition_required", message)
+    return _if_match(if_match)
+
+
+RequiredIfMatchDep = Annotated[int | None, Depends(_required_if_match)]
+"""For whole-resource writes (PUT): the version ``If-Match`` names, None for ``*``; 428 when
+the header is missing (RFC 6585: it prevents the lost update a blind replace would cause)."""

@@ -4,7 +4,8 @@ Every route looks endpoints up through :func:`_own`, which answers 404 for an id
 account exactly as for an id that does not exist. Endpoints live in PostgreSQL: an answer shows
 what was committed, and carries the endpoint's version as ``ETag``. A PATCH changes only the
 fields it sends (two PATCHes of different fields at once both stay); with ``If-Match`` it, or a
-DELETE, applies only to that version (else 412).
+DELETE, applies only to that version (else 412). A PUT replaces the whole configuration and
+requires ``If-Match`` (428 without; ``*``: any version). A create whose id exists is 409.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 from fastapi import APIRouter, Query, Response
 
 from pipeline.accounts import Account
-from pipeline.api.context import Api, ApiDep, CallerDep, FullScopeDep, IfMatchDep, etag
+from pipeline.api.context import (
+    Api,
+    ApiDep,
+    CallerDep,
+    FullScopeDep,
+    IfMatchDep,
+    RequiredIfMatchDep,
+    etag,
+)
 from pipeline.api.errors import ApiError, ErrorBody, not_found
 from pipeline.api.schemas import (
     EndpointCreate,
@@ -24,6 +33,7 @@ from pipeline.api.schemas import (
     EndpointHeaders,
     EndpointOut,
     EndpointPage,
+    EndpointReplace,
     EndpointSecret,
     EndpointUpdate,
     SecretRotated,
@@ -56,6 +66,13 @@ _PRECONDITION: Responses = {
     412: {"model": ErrorBody, "description": "If-Match names a version that is not current"}
 }
 _VERSIONED: Responses = {200: {"headers": _ETAG}}
+_REQUIRED: Responses = {
+    428: {"model": ErrorBody, "description": "If-Match is missing: a replace must name a version"}
+}
+_CREATED: Responses = {201: {"headers": _ETAG}}
+_CONFLICT: Responses = {
+    409: {"model": ErrorBody, "description": "An endpoint with this id exists already"}
+}
 
 
 async def _own_versioned(api: Api, caller: Account, endpoint_id: str) -> VersionedEndpoint:
@@ -108,7 +125,10 @@ async def _change(
 
 
 @router.post(
-    "", status_code=201, summary="Register an endpoint", responses={201: {"headers": _ETAG}}
+    "",
+    status_code=201,
+    summary="Register an endpoint",
+    responses=_CREATED | _CONFLICT,
 )
 async def create_endpoint(
     body: EndpointCreate, api: ApiDep, caller: CallerDep, response: Response
@@ -205,6 +225,41 @@ async def update_endpoint(
         if if_version is not None and if_version != current.version:
             raise StaleVersion(f"endpoint {endpoint_id}", current=current.version)
         return EndpointOut.of(_tagged(response, current, endpoint_id))
+    return EndpointOut.of(await _change(api, caller, response, endpoint_id, changes, if_version))
+
+
+@router.put(
+    "/{endpoint_id}",
+    summary="Replace an endpoint's configuration (If-Match required)",
+    responses=_VERSIONED | _PRECONDITION | _REQUIRED,
+)
+async def replace_endpoint(
+    endpoint_id: str,
+    body: EndpointReplace,
+    api: ApiDep,
+    caller: CallerDep,
+    response: Response,
+    if_version: RequiredIfMatchDep,
+) -> EndpointOut:
+    """Every configuration field is set from the body (those left out to their defaults, as on
+    create). `If-Match` is required: the ETag of your read (412 if the endpoint changed since),
+    or `*` for whatever version is there; without it 428, since a blind replace would undo a
+    change made meanwhile (send PATCH to change single fields). The secret (rotate-secret) and
+    the state (disable, enable) are kept."""
+    current = await _own_versioned(api, caller, endpoint_id)
+    url = body.url
+    if not current.endpoint.listen:  # a listen endpoint's URL is only shown, never dialled
+        settings, resolver = api.config.settings, api.config.resolver
+        url = await asyncio.to_thread(_checked, "url", check_url, url, settings, resolver)
+    changes: dict[str, Any] = {
+        "url": url,
+        "event_types": _types(body.event_types),
+        "description": _checked("description", check_description, body.description),
+        "rate_limit": body.rate_limit,
+        "ordered": body.ordered,
+        "filter": _checked("filter", check_filter, body.filter),
+        "headers": _checked("headers", check_headers, body.headers),
+    }
     return EndpointOut.of(await _change(api, caller, response, endpoint_id, changes, if_version))
 
 

@@ -19,7 +19,13 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline.exceptions import DatabaseUnavailable, InvalidInput, PublishError, StaleVersion
+from pipeline.exceptions import (
+    Conflict,
+    DatabaseUnavailable,
+    InvalidInput,
+    PublishError,
+    StaleVersion,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -142,6 +148,10 @@ def _stale_version(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(412, "precondition_failed", message, headers={"ETag": f'"{exc.current}"'})
 
 
+def _conflict(_request: Request, exc: Exception) -> JSONResponse:
+    return error_response(409, "conflict", str(exc))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(ApiError, _api_error)
@@ -150,6 +160,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PublishError, _unavailable)
     app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
     app.add_exception_handler(StaleVersion, _stale_version)
+    app.add_exception_handler(Conflict, _conflict)
 
 
 class BodyLimit:

@@ -122,6 +122,11 @@ class EndpointCreate(Request):
     headers: dict[str, str] | None = _HEADERS
 
 
+class EndpointReplace(EndpointCreate):
+    """The endpoint's whole configuration: a field left out takes its default (as on create),
+    it does not stay as it was. Its secret, state (enable/disable) and id are not part of it."""
+
+
 class EndpointUpdate(Request):
     """Only the fields given change; ``event_types: null`` means every type."""
 

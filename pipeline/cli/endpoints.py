@@ -7,7 +7,6 @@ relays the outbox itself when no relay runs: :func:`pipeline.controlplane.relay.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -110,17 +109,10 @@ def _show(endpoint: Endpoint, as_json: bool) -> None:
 
 def _store(settings: Settings, use: Callable[[ControlPlane], Awaitable[T]]) -> T:
     """Run ``use`` with the control-plane store, then see its changes onto the topics."""
-    from pipeline.controlplane import ControlPlane  # psycopg: only for these commands
-    from pipeline.controlplane.relay import flush_outbox
-    from pipeline.db import async_pool, unavailable_as_error
+    from pipeline.controlplane.commands import on_store  # psycopg: only for these commands
 
-    async def main() -> T:
-        with unavailable_as_error("endpoints"):
-            async with async_pool(settings) as pool:
-                return await use(ControlPlane(pool))
-
-    result = asyncio.run(main())
-    if not flush_outbox(settings):
+    result, relayed = on_store(settings, use)
+    if not relayed:
         typer.echo("warning: saved, but not yet on the endpoints topic (no relay?)", err=True)
     return result
 
@@ -187,13 +179,9 @@ def list_(
 ) -> None:
     """List endpoints."""
 
-    async def every(store: ControlPlane) -> list[Endpoint]:
-        found: list[Endpoint] = []
-        while page := await store.endpoints_of(account, after=found[-1].id if found else None):
-            found.extend(f.endpoint for f in page)
-        return found
+    from pipeline.controlplane.commands import endpoints_of
 
-    for endpoint in _store(load_settings(), every):
+    for endpoint in endpoints_of(load_settings(), account):
         _show(endpoint, as_json)
 
 

@@ -5,6 +5,9 @@ It registers a *listen* endpoint for the account (workers fan events out to it a
 endpoint, but never POST to it), reads that endpoint's deliveries straight from the
 deliveries topic, signs each exactly as a worker would, forwards it to the local URL and
 prints one line per delivery with the local answer. Ctrl-C deletes the endpoint.
+
+The endpoint is made and deleted through the control plane in PostgreSQL and its outbox
+(:mod:`pipeline.controlplane.commands`), like any other: the API lists it while it is there.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ import httpx
 import typer
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from pipeline.controlplane import commands
 from pipeline.delivery.record import Delivery
 from pipeline.delivery.signing import webhook_headers
-from pipeline.endpoints import Endpoint, EndpointWriter, new_endpoint
-from pipeline.endpoints.store import load_endpoints
+from pipeline.endpoints import Endpoint, new_endpoint
 from pipeline.kafka.connection import librdkafka_config
 from pipeline.kafka_retry import retrying
 from pipeline.settings import Settings, load_settings
@@ -47,9 +50,8 @@ def listen(
         raise typer.BadParameter("--forward-to takes an http(s) URL", param_hint="--forward-to")
     started_ms = int(time.time() * 1000)
     endpoint, reused = _endpoint(settings, account, forward_to, events)
-    writer = EndpointWriter(settings)
     if not reused:
-        writer.put(endpoint)
+        commands.put_endpoints(settings, [endpoint])
     typer.echo(
         f"Ready! Forwarding {account}'s webhooks to {forward_to} (endpoint {endpoint.id}).\n"
         f"Your webhook signing secret is {endpoint.secret}\n"
@@ -65,7 +67,7 @@ def listen(
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-        writer.delete(endpoint.id)
+        commands.delete_endpoint(settings, endpoint)
         typer.echo(f"Stopped; endpoint {endpoint.id} deleted.", err=True)
 
 
@@ -85,7 +87,7 @@ def _endpoint(
         description="velourcity listen",
         listen=True,
     )
-    for existing in load_endpoints(settings).values():
+    for existing in commands.endpoints_of(settings, account):
         if (
             existing.listen
             and existing.enabled

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -29,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from pipeline.accounts.model import Account, ApiKey, key_prefix
 from pipeline.db import unavailable_as_error
 from pipeline.endpoints.model import Endpoint
-from pipeline.exceptions import InvalidInput, StaleVersion
+from pipeline.exceptions import Conflict, InvalidInput, StaleVersion
 from pipeline.topics import ACCOUNTS, ENDPOINTS
 
 NOTIFY_CHANNEL = "velourcity_outbox"
@@ -209,9 +210,12 @@ class ControlPlane:
             sql.SQL(", ").join(map(sql.Identifier, params)),
             sql.SQL(", ").join(map(sql.Placeholder, params)),
         )
-        async with self._transaction("create an endpoint") as conn:
-            await conn.execute(insert, params)
-            await _outbox(conn, ENDPOINTS, endpoint.id, endpoint.to_json())
+        try:
+            async with self._transaction("create an endpoint") as conn:
+                await conn.execute(insert, params)
+                await _outbox(conn, ENDPOINTS, endpoint.id, endpoint.to_json())
+        except psycopg.errors.UniqueViolation as exc:
+            raise Conflict(f"endpoint {endpoint.id} exists already; nothing written") from exc
         return VersionedEndpoint(endpoint=endpoint, version=1)
 
     async def update_endpoint(

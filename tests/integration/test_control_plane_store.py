@@ -13,7 +13,7 @@ from pipeline.accounts import Account, new_account
 from pipeline.controlplane import ControlPlane
 from pipeline.db import async_pool, connect
 from pipeline.endpoints import Endpoint, new_endpoint
-from pipeline.exceptions import DatabaseUnavailable, InvalidInput, StaleVersion
+from pipeline.exceptions import Conflict, DatabaseUnavailable, InvalidInput, StaleVersion
 from pipeline.settings import Settings
 from pipeline.topics import ACCOUNTS, ENDPOINTS
 
@@ -90,6 +90,24 @@ def test_a_stale_version_changes_nothing(database_settings: Settings) -> None:
 
     assert run(database_settings, use) == 2
     assert len(outbox(database_settings)) == 2  # the create and the one change that applied
+
+
+def test_creating_an_endpoint_whose_id_exists_is_a_conflict_and_writes_nothing(
+    database_settings: Settings,
+) -> None:
+    endpoint = an_endpoint(database_settings, "acct_1", description="first")
+    again = an_endpoint(database_settings, "acct_2", description="second")
+    again = Endpoint.from_json(again.to_json().replace(again.id.encode(), endpoint.id.encode()))
+
+    async def use(store: ControlPlane) -> Any:
+        await store.create_endpoint(endpoint)
+        with pytest.raises(Conflict, match=endpoint.id):
+            await store.create_endpoint(again)
+        return await store.endpoint(endpoint.id)
+
+    kept = run(database_settings, use)
+    assert kept.endpoint == endpoint and kept.version == 1
+    assert outbox(database_settings) == [(ENDPOINTS, endpoint.id, endpoint.to_json())]
 
 
 def test_concurrent_patches_of_different_fields_both_survive(database_settings: Settings) -> None:

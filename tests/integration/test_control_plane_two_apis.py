@@ -113,6 +113,63 @@ def test_a_stale_if_match_is_a_412_whichever_process_wrote_last(
     assert fresh.status_code == 200 and fresh.headers["etag"] == '"3"'
 
 
+def test_put_replaces_the_whole_endpoint_only_with_a_current_if_match(
+    two_apis: tuple[Settings, str, str], read_topic: Callable[..., list[Any]]
+) -> None:
+    settings, first, second = two_apis
+    _, key = account(first)
+    body = {"url": URL, "description": "d", "rate_limit": 5, "event_types": ["order.created"]}
+    created = httpx.post(f"{first}/v1/endpoints", json=body, headers=key)
+    path = f"/v1/endpoints/{created.json()['id']}"
+    replace = {"url": "http://127.0.0.1:9/other", "description": "replaced"}
+
+    blind = httpx.put(f"{second}{path}", json=replace, headers=key)
+    assert blind.status_code == 428, blind.text
+    assert blind.json()["error"]["code"] == "precondition_required"
+    other = httpx.patch(f"{second}{path}", json={"ordered": True}, headers=key)
+    assert other.headers["etag"] == '"2"'
+    stale = httpx.put(f"{first}{path}", json=replace, headers=key | {"If-Match": '"1"'})
+    assert stale.status_code == 412 and stale.headers["etag"] == '"2"', stale.text
+
+    done = httpx.put(f"{first}{path}", json=replace, headers=key | {"If-Match": '"2"'})
+    assert done.status_code == 200 and done.headers["etag"] == '"3"', done.text
+    shown = httpx.get(f"{second}{path}", headers=key).json()
+    # every field from the body; those left out back to their defaults, not kept
+    assert (shown["url"], shown["description"]) == (replace["url"], "replaced")
+    assert (shown["rate_limit"], shown["event_types"], shown["ordered"]) == (None, None, False)
+    anyway = httpx.put(f"{second}{path}", json={"url": URL}, headers=key | {"If-Match": "*"})
+    assert anyway.status_code == 200 and anyway.headers["etag"] == '"4"'
+    records = read_topic(settings.topic(ENDPOINTS), 4, timeout=30)
+    assert Endpoint.from_json(records[2].value()).description == "replaced"
+    assert Endpoint.from_json(records[3].value()).url == URL
+
+
+def test_simultaneous_puts_with_one_etag_through_two_processes_one_wins(
+    two_apis: tuple[Settings, str, str],
+) -> None:
+    _, first, second = two_apis
+    _, key = account(first)
+    created = httpx.post(f"{first}/v1/endpoints", json={"url": URL}, headers=key).json()
+    path = f"/v1/endpoints/{created['id']}"
+    version = 1
+    for round_ in range(10):
+        match = key | {"If-Match": f'"{version}"'}
+        a, b = at_once(
+            *(
+                lambda base=base, h=match, n=f"{name}{round_}": httpx.put(
+                    f"{base}{path}", json={"url": URL, "description": n}, headers=h
+                )
+                for base, name in ((first, "a"), (second, "b"))
+            )
+        )
+        assert sorted([a.status_code, b.status_code]) == [200, 412], (a.text, b.text)
+        winner = a if a.status_code == 200 else b
+        version += 1
+        assert winner.headers["etag"] == f'"{version}"'
+        shown = httpx.get(f"{first}{path}", headers=key).json()
+        assert shown["description"] == winner.json()["description"]
+
+
 def test_keys_created_at_once_through_both_processes_all_work(
     two_apis: tuple[Settings, str, str],
 ) -> None:

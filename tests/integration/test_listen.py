@@ -1,5 +1,6 @@
 """`velourcity listen` forwards an account's webhooks to a local server, signed as in
-production, and removes its endpoint on Ctrl-C: real broker, worker, CLI processes."""
+production, and removes its endpoint on Ctrl-C: real broker, PostgreSQL, worker, API and CLI
+processes. The endpoint goes through the control plane: the API lists it while it is there."""
 
 from __future__ import annotations
 
@@ -9,19 +10,27 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import settings_env
 
 from pipeline.endpoints import load_endpoints
 from pipeline.receiver import verify
+from pipeline.topics import create_topics
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(180)]
 
 
 def test_listen_forwards_a_triggered_event_and_cleans_up(
-    kafka_settings, receiver_factory, worker_factory, tmp_path
+    settings_factory, api_factory, receiver_factory, worker_factory, tmp_path
 ) -> None:
+    kafka_settings = settings_factory(admin_token="admin-secret")
+    create_topics(kafka_settings)
+    api = api_factory(kafka_settings)  # migrates the database; runs the outbox relay
+    admin = {"Authorization": "Bearer admin-secret"}
+    created = httpx.post(f"{api}/v1/accounts", json={"name": "Dev"}, headers=admin).json()
+    account, key = created["id"], {"Authorization": f"Bearer {created['api_key']}"}
     local = receiver_factory()
     worker_factory(kafka_settings)
     env = settings_env(kafka_settings)
@@ -32,7 +41,7 @@ def test_listen_forwards_a_triggered_event_and_cleans_up(
                 str(ROOT / ".venv/bin/velourcity"),
                 "listen",
                 "--account",
-                "acct_dev",
+                account,
                 "--forward-to",
                 local.url,
                 "--events",
@@ -50,7 +59,11 @@ def test_listen_forwards_a_triggered_event_and_cleans_up(
             time.sleep(0.2)
         ready = stderr_path.read_text()
         secret = re.search(r"signing secret is (whsec_\S+)", ready)
-        assert secret, ready
+        endpoint_id = re.search(r"\(endpoint (ep_\S+)\)", ready)
+        assert secret and endpoint_id, ready
+        listed = httpx.get(f"{api}/v1/endpoints", headers=key).json()["data"]
+        assert [e["id"] for e in listed] == [endpoint_id[1]]  # in PostgreSQL, as the API shows
+        assert endpoint_id[1] in load_endpoints(kafka_settings)  # and on the topic already
         time.sleep(2)  # the listen endpoint reaches the worker's cache
 
         subprocess.run(
@@ -59,7 +72,7 @@ def test_listen_forwards_a_triggered_event_and_cleans_up(
                 "trigger",
                 "order.created",
                 "--account",
-                "acct_dev",
+                account,
             ],
             env=env,
             check=True,
@@ -72,7 +85,7 @@ def test_listen_forwards_a_triggered_event_and_cleans_up(
                 "trigger",
                 "payment.completed",
                 "--account",
-                "acct_dev",
+                account,
             ],
             env=env,
             check=True,
@@ -90,6 +103,7 @@ def test_listen_forwards_a_triggered_event_and_cleans_up(
     assert listener.returncode == 0, stderr_path.read_text()
     assert re.search(r"order\.created\s+evt_\S+\s+→ 200", out), out
     assert "payment.completed" not in out
-    time.sleep(1)
+    # deleted before the command returned: from PostgreSQL and, by its tombstone, the topic
+    assert httpx.get(f"{api}/v1/endpoints", headers=key).json()["data"] == []
     assert not [e for e in load_endpoints(kafka_settings).values() if e.listen]
     assert len(local.requests) == 1  # the worker itself never POSTed to the listen endpoint

@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 from confluent_kafka.admin import AdminClient
 
+from pipeline.controlplane import commands
 from pipeline.endpoints.model import Endpoint, new_endpoint
-from pipeline.endpoints.store import EndpointWriter
 from pipeline.kafka.connection import librdkafka_config
 from pipeline.processes import stop_process
 from pipeline.settings import Settings
@@ -150,7 +150,7 @@ class Stack:
 
     def endpoint(self, account_id: str, url: str) -> Endpoint:
         endpoint = new_endpoint(self.settings, account_id=account_id, url=url)
-        EndpointWriter(self.settings).put(endpoint)
+        commands.put_endpoints_for_tools(self.settings, [endpoint])  # store + outbox, or topic
         return endpoint
 
     def retry_records(self) -> int:

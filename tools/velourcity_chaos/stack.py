@@ -22,7 +22,8 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from pipeline.endpoints import EndpointWriter, new_endpoint
+from pipeline.controlplane import commands
+from pipeline.endpoints import new_endpoint
 from pipeline.events.samples import sample_event
 from pipeline.exceptions import PublishError
 from pipeline.kafka.connection import librdkafka_config
@@ -202,11 +203,14 @@ class Stack:
 
     def create(self) -> None:
         create_topics(self.settings)
-        writer = EndpointWriter(self.settings)
+        endpoints = []
         for account in self.accounts:
             path = f"/hooks/{account}"
-            writer.put(new_endpoint(self.settings, account_id=account, url=self.receiver.url(path)))
+            endpoints.append(
+                new_endpoint(self.settings, account_id=account, url=self.receiver.url(path))
+            )
             self.path_of[account] = path
+        commands.put_endpoints_for_tools(self.settings, endpoints)  # store + outbox, or topic
 
     def events(self, count: int, *, seed: int = 7) -> Iterator[dict[str, Any]]:
         rng = random.Random(seed)
