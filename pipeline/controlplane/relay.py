@@ -9,10 +9,21 @@ with whole records makes the repeat harmless. While Kafka is down, produce fails
 One relay at a time: each holds a session advisory lock on its own connection; the others retry
 the lock every second, so when the holder dies (its connection with it) another takes over.
 Every API process runs one (in a thread), and ``velourcity outbox-relay`` runs one alone.
+
+A relay that lost its connection (and so the lock) may still be alive with a batch produced but
+not yet marked sent, while the next holder produces the same rows and newer ones. So that it
+cannot land an older version of an endpoint after a newer one, each batch is one Kafka
+transaction of a producer with one fixed ``transactional.id`` per environment, initialized under
+the lock before the relay reads any row: the next holder's ``init_transactions`` fences the old
+producer (its open transaction is aborted, its produce and commit refused), and the readers of
+the compacted topics read ``read_committed`` (librdkafka's default, set explicitly in
+:class:`~pipeline.endpoints.store.EndpointCache`). What the old relay committed before that is
+older than anything the new one produces.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -21,7 +32,7 @@ from typing import Any, Literal
 
 import psycopg
 import structlog
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from pipeline.controlplane.store import NOTIFY_CHANNEL
 from pipeline.db import connect
@@ -40,10 +51,13 @@ MAX_BACKOFF = 5.0
 KEEP_SENT = "1 day"
 """Sent rows are kept this long (to look at), then deleted, at most every CLEAN_EVERY s."""
 CLEAN_EVERY = 60.0
-Fault = Literal["kill-before-produce", "kill-after-produce"]
-FAULTS: tuple[Fault, ...] = ("kill-before-produce", "kill-after-produce")
+TRANSACTIONAL_ID = "velourcity-outbox-relay"
+"""With the prefix: one per environment, the same in every relay, so each fences the one before."""
+Fault = Literal["kill-before-produce", "kill-before-commit", "kill-after-produce"]
+FAULTS: tuple[Fault, ...] = ("kill-before-produce", "kill-before-commit", "kill-after-produce")
 """Test hooks (``velourcity outbox-relay --fault``): SIGKILL this process with rows read, before
-producing them or after their acks but before marking them sent."""
+producing them, with them produced and acked but their transaction not committed, or after the
+commit but before marking them sent."""
 
 
 class OutboxRelay:
@@ -59,9 +73,15 @@ class OutboxRelay:
 
     def _new_producer(self) -> Producer:
         # the pipeline's producer (idempotent, acks=all, murmur2: a key lands on the partition
-        # every other writer of the compacted topics puts it on), with a shorter timeout
-        timeout = {"message.timeout.ms": PRODUCE_TIMEOUT_MS}
-        return Producer(producer_config(self._settings, **timeout))
+        # every other writer of the compacted topics puts it on), with a shorter timeout, and
+        # transactional; initialized at its first batch (not here: the broker may be down, and
+        # it must be under the lock)
+        self._initialized = False
+        overrides = {
+            "message.timeout.ms": PRODUCE_TIMEOUT_MS,
+            "transactional.id": self._settings.group(TRANSACTIONAL_ID),
+        }
+        return Producer(producer_config(self._settings, **overrides))
 
     def start(self) -> OutboxRelay:
         self._thread.start()
@@ -98,6 +118,14 @@ class OutboxRelay:
     def relay_batch(self, conn: psycopg.Connection[Any]) -> int:
         """Produce one batch of unsent rows in order and mark them sent; how many. The caller
         holds the relay lock on ``conn``."""
+        if not self._initialized:
+            # Before reading rows, under the lock: any relay that takes the lock after this
+            # one initializes after it too, and so fences it (a zombie relay cannot commit).
+            try:
+                self._producer.init_transactions(PRODUCE_TIMEOUT_MS / 1000 + 5)
+            except KafkaException as exc:
+                raise PublishError(f"outbox relay: no transactional producer: {exc}") from exc
+            self._initialized = True
         rows = conn.execute(
             "SELECT id, topic, key, value FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT %s",
             (BATCH,),
@@ -105,16 +133,12 @@ class OutboxRelay:
         if not rows:
             return 0
         self._maybe_fault("kill-before-produce")
-        errors: list[KafkaError] = []
-        for _id, topic, key, value in rows:
-            self._producer.produce(
-                self._settings.topic(topic),
-                key=key.encode(),
-                value=bytes(value) if value is not None else None,
-                on_delivery=lambda err, _msg: errors.append(err) if err else None,
-            )
-        if self._producer.flush(PRODUCE_TIMEOUT_MS / 1000 + 5) or errors:
-            raise PublishError(f"{len(rows)} outbox rows not acknowledged: {errors[:1]}")
+        try:
+            self._produce_in_transaction(rows)
+        except (KafkaException, SystemError) as exc:  # fenced, timed out, broker down
+            # (SystemError: confluent-kafka's callbacks once the producer is fenced, a fatal
+            # error). Nothing of the batch is committed; a fresh producer tries it again.
+            raise PublishError(f"{len(rows)} outbox rows not committed: {exc}") from exc
         self._maybe_fault("kill-after-produce")
         conn.execute(
             "UPDATE outbox SET sent_at = now() WHERE id = ANY(%s)", ([row[0] for row in rows],)
@@ -124,6 +148,24 @@ class OutboxRelay:
             conn.execute("DELETE FROM outbox WHERE sent_at < now() - %s::interval", (KEEP_SENT,))
             self._cleaned = time.monotonic()
         return len(rows)
+
+    def _produce_in_transaction(self, rows: list[tuple[Any, ...]]) -> None:
+        timeout = PRODUCE_TIMEOUT_MS / 1000 + 5
+        self._producer.begin_transaction()
+        errors: list[KafkaError] = []
+        for _id, topic, key, value in rows:
+            self._producer.produce(
+                self._settings.topic(topic),
+                key=key.encode(),
+                value=bytes(value) if value is not None else None,
+                on_delivery=lambda err, _msg: errors.append(err) if err else None,
+            )
+        if self._producer.flush(timeout) or errors:
+            with contextlib.suppress(KafkaException):
+                self._producer.abort_transaction(timeout)
+            raise PublishError(f"{len(rows)} outbox rows not acknowledged: {errors[:1]}")
+        self._maybe_fault("kill-before-commit")
+        self._producer.commit_transaction(timeout)
 
     def _maybe_fault(self, where: Fault) -> None:
         if self._fault == where:

@@ -132,6 +132,9 @@ class EndpointCache:
                 "group.id": f"endpoint-cache-{uuid.uuid4().hex}",  # never joins nor commits
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
+                # the outbox relay writes in transactions: what a fenced relay wrote and could
+                # not commit (an older version, maybe) is never seen
+                "isolation.level": "read_committed",
             }
         )
         try:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from conftest import ROOT, settings_env
 from test_delivery import publish
 
@@ -26,6 +26,7 @@ from pipeline.db import async_pool, connect
 from pipeline.endpoints import EndpointWriter, new_endpoint
 from pipeline.events.samples import sample_event
 from pipeline.exceptions import BrokerUnavailable
+from pipeline.kafka.connection import librdkafka_config
 from pipeline.settings import Settings
 from pipeline.topics import ENDPOINTS, create_topics
 
@@ -78,17 +79,42 @@ def unsent(settings: Settings) -> int:
     return int(row[0])
 
 
-def records_in(settings: Settings, topic: str) -> int:
-    """How many records the topic holds (high watermarks; nothing compacted this fast)."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "watermarks"})
+def records_of(
+    settings: Settings, topic: str, isolation: str = "read_committed"
+) -> list[tuple[bytes | None, bytes | None]]:
+    """(key, value) of every record of the topic, by partition and offset, as a reader with this
+    isolation level reads them (workers: ``read_committed``)."""
+    consumer = Consumer(
+        librdkafka_config(settings)
+        | {
+            "group.id": "count",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+        }
+    )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        )
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        found, pending, deadline = [], set(partitions), time.monotonic() + 30
+        while pending:
+            assert time.monotonic() < deadline, "topic not read to its end"
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error() is not None:
+                pending.discard(message.partition())
+            else:
+                found.append((message.key(), message.value()))
+        return found
     finally:
         consumer.close()
+
+
+def records_in(settings: Settings, topic: str) -> int:
+    """How many records a worker reads from the topic (the relay's transaction markers take
+    offsets too, so high watermarks would overcount)."""
+    return len(records_of(settings, topic))
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
