@@ -52,6 +52,7 @@ def records(start: int, count: int, at: int) -> list[tuple[str, bytes | None, in
             latency_ms=1.0,
             response_excerpt="ok",
             outcome="delivered",
+            event_time=d.event_time,
         )
         out += [("d", d.to_bytes(), at), ("a", a.to_bytes(), at + 5)]
     return out

@@ -107,6 +107,7 @@ def produce(settings: Settings, total: int) -> None:
             latency_ms=12.5,
             response_excerpt="ok",
             outcome="delivered",
+            event_time=d.event_time,
         )
         _produce(producer, settings.topic(DELIVERIES), d.to_bytes(), endpoint)
         _produce(producer, settings.topic(ATTEMPTS), a.to_bytes(), endpoint)
