@@ -97,7 +97,7 @@ def run(days: int, per_day: int) -> None:
         )
     finally:
         with psycopg.connect(base.database_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')  # its sessions are closed
 
 
 if __name__ == "__main__":

@@ -89,6 +89,12 @@ SELECT count(*) FROM new
 # per-minute counts: a batch written again, or an older attempt read late, changes nothing.
 
 
+# Both statements run unprepared (``prepare=False``): planned each time with the batch's bounds
+# and the partitions' current sizes. Prepared, PostgreSQL settles on a generic plan made while the
+# day's partition was still empty (a sequential scan of it, once per row) and keeps it until
+# autovacuum analyzes the day: measured 0.3 s a batch of 5,000 growing to 8 s within 25,000 rows.
+
+
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
     """Rows as one list per column (the arrays ``unnest`` takes)."""
     return [list(column) for column in zip(*rows, strict=True)]
@@ -131,10 +137,11 @@ class LogWriter:
                 )
                 params["since"] = _time(rows.deliveries_since_ms)
                 params["attempts_since"] = _time((rows.deliveries_seen_ms or 0) - CLOCK_SKEW_MS)
-                new_deliveries = conn.execute(_INSERT_DELIVERIES, params).rowcount
+                cur = conn.execute(_INSERT_DELIVERIES, params, prepare=False)
+                new_deliveries = cur.rowcount
             if rows.attempts:
                 columns = [*_columns(rows.attempts), _time(rows.attempts_since_ms)]
-                row = conn.execute(_INSERT_ATTEMPTS, columns).fetchone()
+                row = conn.execute(_INSERT_ATTEMPTS, columns, prepare=False).fetchone()
                 new_attempts = row[0] if row else 0
         return new_deliveries, new_attempts
 
