@@ -52,6 +52,7 @@ def records(start: int, count: int, at: int) -> list[tuple[str, bytes | None, in
             latency_ms=1.0,
             response_excerpt="ok",
             outcome="delivered",
+            event_time=d.event_time,
         )
         out += [("d", d.to_bytes(), at), ("a", a.to_bytes(), at + 5)]
     return out
@@ -96,7 +97,7 @@ def run(days: int, per_day: int) -> None:
         )
     finally:
         with psycopg.connect(base.database_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')  # its sessions are closed
 
 
 if __name__ == "__main__":

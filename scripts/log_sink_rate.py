@@ -58,7 +58,7 @@ def main() -> None:
         print(f"attempts/s: {rate:,.0f}  (rows/s, both tables: {2 * rate:,.0f})")
     finally:
         with psycopg.connect(base.database_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')  # its sessions are closed
 
 
 def _count(settings: Settings) -> int:
@@ -107,6 +107,7 @@ def produce(settings: Settings, total: int) -> None:
             latency_ms=12.5,
             response_excerpt="ok",
             outcome="delivered",
+            event_time=d.event_time,
         )
         _produce(producer, settings.topic(DELIVERIES), d.to_bytes(), endpoint)
         _produce(producer, settings.topic(ATTEMPTS), a.to_bytes(), endpoint)

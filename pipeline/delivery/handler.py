@@ -306,6 +306,7 @@ class DeliveryHandler:
             response_excerpt=result.excerpt if result else "",
             outcome=outcome,
             next_attempt_at=next_attempt_at,
+            event_time=delivery.event_time,
         )
         _observe(attempt, delivery)
         return Output(self._settings.topic(ATTEMPTS_TOPIC), _key(delivery), attempt.to_bytes())

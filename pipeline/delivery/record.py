@@ -121,13 +121,21 @@ class Attempt:
     """The first 4 KiB of the response body."""
     outcome: Outcome
     next_attempt_at: int | None = None
+    event_time: int | None = None
+    """The delivery's ``event_time``: tells the delivery log which days its delivery's row can
+    be in (:mod:`pipeline.deliverylog.rows`). None in records written before it was added."""
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Attempt:
-        return cls(**orjson.loads(raw))
+        fields = orjson.loads(raw)
+        if not isinstance(fields, dict):
+            raise ValueError(f"an attempt record is a JSON object, not {type(fields).__name__}")
+        if fields.keys() - _ATTEMPT_FIELDS:  # a newer version's fields (a rolling upgrade)
+            fields = {k: v for k, v in fields.items() if k in _ATTEMPT_FIELDS}
+        return cls(**fields)
 
 
 def _body_left_out(value: object) -> None:
@@ -139,3 +147,4 @@ def _body_left_out(value: object) -> None:
 
 
 _DELIVERY_FIELDS = frozenset(f.name for f in dataclasses.fields(Delivery))
+_ATTEMPT_FIELDS = frozenset(f.name for f in dataclasses.fields(Attempt))

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from pipeline.deliverylog import partitions
 from pipeline.deliverylog.model import status_sql
-from pipeline.deliverylog.rows import Rows
+from pipeline.deliverylog.rows import CLOCK_SKEW_MS, Rows
 
 PARTITION_LOCK = 0x76_656C_6F76  # serializes partition DDL between sinks (several API processes)
 
@@ -27,22 +27,31 @@ INSERT INTO deliveries (delivery_id, created_at, account_id, endpoint_id, event_
                         event_time, body, status, last_attempt_at)
 SELECT u.delivery_id, to_timestamp(u.created_ms / 1000.0), u.account_id, u.endpoint_id,
        u.event_id, u.event_type, u.event_time, u.body, {status}, l.at
-FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],
-            %s::bigint[], %s::text[])
+FROM unnest(%(delivery_id)s::text[], %(created_ms)s::bigint[], %(account_id)s::text[],
+            %(endpoint_id)s::text[], %(event_id)s::text[], %(event_type)s::text[],
+            %(event_time)s::bigint[], %(body)s::text[])
      AS u(delivery_id, created_ms, account_id, endpoint_id, event_id, event_type, event_time, body)
 LEFT JOIN LATERAL (
     SELECT a.at, a.outcome FROM attempts a
-    WHERE a.delivery_id = u.delivery_id
-      AND a.at >= to_timestamp(u.created_ms / 1000.0) - interval '1 hour'  -- recent days only
+    WHERE a.delivery_id = u.delivery_id AND a.at >= %(attempts_since)s
     ORDER BY a.at DESC, a.attempt DESC LIMIT 1
 ) l ON true  -- attempts already written (their topic's batch came first)
-WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.delivery_id = u.delivery_id)
+WHERE NOT EXISTS (
+    SELECT 1 FROM deliveries d
+    WHERE d.delivery_id = u.delivery_id AND d.created_at >= %(since)s
+)
 ON CONFLICT DO NOTHING
 """).format(status=sql.SQL(status_sql("l.outcome")))
 # NOT EXISTS is safe without a unique delivery id across partitions: every record of one
 # delivery id is on one partition of the deliveries topic (keyed by endpoint id), so one sink
 # writes them, in order; two sinks on one partition (a rebalance) write the same records, which
-# the primary key (delivery_id, created_at) catches.
+# the primary key (delivery_id, created_at) catches. ``since`` (rows.py) lets the planner skip
+# the days no row of the batch can be in; ``attempts_since`` skips attempts made over an hour
+# before the batch's earliest delivery was produced.
+_DELIVERY_COLUMNS = (
+    "delivery_id", "created_ms", "account_id", "endpoint_id", "event_id", "event_type",
+    "event_time", "body",
+)  # fmt: skip
 
 _INSERT_ATTEMPTS = sql.SQL("""
 WITH new AS (
@@ -71,7 +80,7 @@ WITH new AS (
 ), status AS (
     UPDATE deliveries d SET status = {status}, last_attempt_at = latest.at
     FROM latest
-    WHERE d.delivery_id = latest.delivery_id
+    WHERE d.delivery_id = latest.delivery_id AND d.created_at >= %s
       AND (d.last_attempt_at IS NULL OR d.last_attempt_at <= latest.at)
 )
 SELECT count(*) FROM new
@@ -80,9 +89,20 @@ SELECT count(*) FROM new
 # per-minute counts: a batch written again, or an older attempt read late, changes nothing.
 
 
+# Both statements run unprepared (``prepare=False``): planned each time with the batch's bounds
+# and the partitions' current sizes. Prepared, PostgreSQL settles on a generic plan made while the
+# day's partition was still empty (a sequential scan of it, once per row) and keeps it until
+# autovacuum analyzes the day: measured 0.3 s a batch of 5,000 growing to 8 s within 25,000 rows.
+
+
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
     """Rows as one list per column (the arrays ``unnest`` takes)."""
     return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _time(ms: int | None) -> dt.datetime:
+    """A bound as a constant the planner prunes partitions with; None: no bound."""
+    return dt.datetime.fromtimestamp((ms or 0) / 1000, dt.UTC)
 
 
 class LogWriter:
@@ -112,10 +132,16 @@ class LogWriter:
         with conn.transaction():
             new_deliveries = new_attempts = 0
             if rows.deliveries:
-                cur = conn.execute(_INSERT_DELIVERIES, _columns(rows.deliveries))
+                params: dict[str, Any] = dict(
+                    zip(_DELIVERY_COLUMNS, _columns(rows.deliveries), strict=True)
+                )
+                params["since"] = _time(rows.deliveries_since_ms)
+                params["attempts_since"] = _time((rows.deliveries_seen_ms or 0) - CLOCK_SKEW_MS)
+                cur = conn.execute(_INSERT_DELIVERIES, params, prepare=False)
                 new_deliveries = cur.rowcount
             if rows.attempts:
-                row = conn.execute(_INSERT_ATTEMPTS, _columns(rows.attempts)).fetchone()
+                columns = [*_columns(rows.attempts), _time(rows.attempts_since_ms)]
+                row = conn.execute(_INSERT_ATTEMPTS, columns, prepare=False).fetchone()
                 new_attempts = row[0] if row else 0
         return new_deliveries, new_attempts
 

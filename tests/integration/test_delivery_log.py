@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+import orjson
 import pytest
 
 from pipeline.db import async_pool, connect
@@ -24,7 +25,9 @@ DAY = 86_400_000
 NOW = int(time.time() * 1000)
 
 
-def delivery(n: int, *, account: str = "acc_a", endpoint: str = "ep_1") -> Delivery:
+def delivery(
+    n: int, *, account: str = "acc_a", endpoint: str = "ep_1", event_time: int = NOW
+) -> Delivery:
     return Delivery(
         delivery_id=f"dlv_{account}_{n}",
         event_id=f"evt_{n}",
@@ -32,7 +35,7 @@ def delivery(n: int, *, account: str = "acc_a", endpoint: str = "ep_1") -> Deliv
         account_id=account,
         endpoint_id=endpoint,
         body=f'{{"id":"evt_{n}"}}',
-        event_time=NOW,
+        event_time=event_time,
     )
 
 
@@ -51,6 +54,7 @@ def attempt(d: Delivery, number: int, at: int, outcome: Outcome, status: int = 2
         response_excerpt="no\x00pe",  # a NUL from a partner must not stop the sink
         outcome=outcome,
         next_attempt_at=at + 5000 if outcome == "retry" else None,
+        event_time=d.event_time,
     )
 
 
@@ -181,7 +185,7 @@ def test_filters_cursor_and_stats(database_settings: Settings) -> None:
 
 def test_partitions_on_demand_and_retention_drops_whole_days(database_settings: Settings) -> None:
     settings = database_settings
-    old = [delivery(n) for n in range(3)]
+    old = [delivery(n, event_time=NOW - 3 * DAY) for n in range(3)]
     new = [delivery(n + 10) for n in range(2)]
     seen = [(d, NOW - 3 * DAY) for d in old] + [(d, NOW) for d in new]
     attempts = [attempt(d, 1, at + 5, "delivered") for d, at in seen]
@@ -245,3 +249,25 @@ def test_the_status_filter_follows_the_latest_attempt_whatever_comes_first(
     }
     got = read(settings, lambda log: log.get("acc_a", plain.delivery_id))
     assert got.status == "delivered" and got.attempt_count == 2
+
+
+def test_rows_of_an_older_day_are_found_by_a_later_batch(database_settings: Settings) -> None:
+    """The writer looks deliveries up only in the days its batch's event times allow: a
+    delivery first seen three days ago is still found by today's redrive and attempts, and an
+    attempt from a version that did not record its event's time searches every day."""
+    settings = database_settings
+    old, new = delivery(1, event_time=NOW - 3 * DAY), delivery(2)
+    writer = LogWriter()
+    with connect(settings, autocommit=True) as conn:
+        assert writer.write(conn, rows(records([(old, NOW - 3 * DAY)], []))) == (1, 0)
+        today = [attempt(old, 2, NOW + 10, "delivered"), attempt(new, 1, NOW + 20, "retry", 503)]
+        assert writer.write(conn, rows(records([(old, NOW), (new, NOW)], today))) == (1, 2)
+        legacy = orjson.loads(attempt(old, 3, NOW + 30, "dead_lettered", 500).to_bytes())
+        del legacy["event_time"]
+        assert writer.write(conn, rows([("a", orjson.dumps(legacy), NOW + 30)])) == (0, 1)
+    assert count(settings, "deliveries") == 2  # the redrive added no second row
+    got = read(settings, lambda log: log.get("acc_a", old.delivery_id))
+    assert got.created_at == NOW - 3 * DAY and [a.attempt for a in got.attempts] == [2, 3]
+    for status, which in (("failed", old), ("retrying", new)):  # the column the filter reads
+        page = read(settings, lambda log, s=status: log.page("acc_a", status=s))
+        assert [v.delivery_id for v in page.items] == [which.delivery_id]
