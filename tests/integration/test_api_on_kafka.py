@@ -131,3 +131,23 @@ def test_another_api_process_sees_the_writes(client: TestClient, api_settings: S
             assert time.monotonic() < deadline, response.text
             time.sleep(0.05)
     assert response.json()["url"] == URL
+
+
+def test_an_endpoint_id_taken_already_is_a_409_and_nothing_changes(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ids are random (a ULID): a collision is the one way a create meets an existing id."""
+    _, _, key = new_account(client, "Lima")
+    monkeypatch.setattr("pipeline.endpoints.model.ulid", lambda: "01JCOLLISION")
+    first = new_endpoint(client, key)
+    again = client.post(
+        "/v1/endpoints", json={"url": "http://127.0.0.1:9/other", "description": "d"}, headers=key
+    )
+    assert again.status_code == 409, again.text
+    assert again.json()["error"]["code"] == "conflict"
+    assert "exists already" in again.json()["error"]["message"]
+    shown = client.get(f"/v1/endpoints/{first['id']}", headers=key)
+    assert shown.json()["url"] == URL and shown.headers["etag"] == '"1"'
+    assert [e["id"] for e in client.get("/v1/endpoints", headers=key).json()["data"]] == [
+        first["id"]
+    ]
