@@ -72,8 +72,14 @@ class Rows:
     def add_delivery(self, raw: bytes, timestamp_ms: int) -> None:
         delivery = Delivery.from_bytes(raw)
         created_ms = max(timestamp_ms, since_ms(delivery.event_time))
-        if timestamp_ms < self.cutoff_ms or created_ms >= LAST_DAY_MS:
+        if timestamp_ms < self.cutoff_ms:
             self.skipped += 1
+            return
+        if created_ms >= LAST_DAY_MS:
+            self.skipped += 1
+            log.warning(
+                "delivery log: event time past 9999 skipped", delivery_id=delivery.delivery_id
+            )
             return
         if delivery.delivery_id in self._seen:
             return  # seen again in this batch (a redrive): the first sighting stays
@@ -96,8 +102,12 @@ class Rows:
 
     def add_attempt(self, raw: bytes) -> None:
         a = Attempt.from_bytes(raw)
-        if a.at < self.cutoff_ms or a.at >= LAST_DAY_MS:
+        if a.at < self.cutoff_ms:
             self.skipped += 1
+            return
+        if a.at >= LAST_DAY_MS:
+            self.skipped += 1
+            log.warning("delivery log: attempt time past 9999 skipped", delivery_id=a.delivery_id)
             return
         if a.event_time is None:
             self._attempts_unbounded = True
