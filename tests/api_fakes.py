@@ -141,22 +141,6 @@ class RecordingSender:
         return len(deliveries)
 
 
-class InMemoryDeadLetters:
-    def __init__(self) -> None:
-        self.letters: list[tuple[Delivery, int]] = []
-
-    def read(
-        self, account_id: str, endpoint_id: str | None, since_ms: int
-    ) -> list[tuple[Delivery, int]]:
-        return [
-            (d, at)
-            for d, at in self.letters
-            if d.account_id == account_id
-            and endpoint_id in (None, d.endpoint_id)
-            and at >= since_ms
-        ]
-
-
 class InMemoryDeliveryLog:
     """The delivery log reader over two lists, fed by ``add_delivery`` / ``add_attempt`` (as the
     sink would be): first sighting of a delivery id kept, attempts deduplicated by key."""
@@ -342,7 +326,6 @@ def in_memory_backends(control: InMemoryControlPlane | None = None) -> Backends:
         control=control or InMemoryControlPlane(),
         delivery_log=InMemoryDeliveryLog(),
         delivery_sender=RecordingSender(),
-        dead_letters=InMemoryDeadLetters(),
         health=HealthIndex(),
         portal=InMemoryPortal(),
     )

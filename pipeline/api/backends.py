@@ -23,7 +23,7 @@ from pipeline.controlplane.importer import import_from_kafka
 from pipeline.controlplane.relay import OutboxRelay
 from pipeline.controlplane.writeback import WorkerDisables
 from pipeline.db import async_pool, migrate
-from pipeline.deadletters import read_dead_letters, send_again
+from pipeline.deadletters import send_again
 from pipeline.delivery.record import Delivery
 from pipeline.deliverylog import DeliveryView, Page, Status
 from pipeline.deliverylog.reads import DeliveryLog
@@ -115,14 +115,6 @@ class DeliverySender(Protocol):
         ...
 
 
-class DeadLetterReader(Protocol):
-    def read(
-        self, account_id: str, endpoint_id: str | None, since_ms: int
-    ) -> list[tuple[Delivery, int]]:
-        """An account's dead letters with when each was dead-lettered (unix ms)."""
-        ...
-
-
 class KafkaDeliverySender:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -131,27 +123,11 @@ class KafkaDeliverySender:
         return send_again(self._settings, deliveries)
 
 
-class KafkaDeadLetters:
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-
-    def read(
-        self, account_id: str, endpoint_id: str | None, since_ms: int
-    ) -> list[tuple[Delivery, int]]:
-        letters = read_dead_letters(self._settings, endpoint_id=endpoint_id, since_ms=since_ms)
-        return [
-            (letter.delivery, letter.dead_lettered_at)
-            for letter in letters
-            if letter.delivery.account_id == account_id
-        ]
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Backends:
     control: ControlPlaneStore
     delivery_log: DeliveryLogReader
     delivery_sender: DeliverySender
-    dead_letters: DeadLetterReader
     health: HealthReader
     portal: PortalStore
 
@@ -183,7 +159,6 @@ async def kafka_backends(
             control=ControlPlane(pool),
             delivery_log=DeliveryLog(pool),
             delivery_sender=KafkaDeliverySender(settings),
-            dead_letters=KafkaDeadLetters(settings),
             health=health,
             portal=PortalLinks(pool),
         )

@@ -134,13 +134,33 @@ class DeadLetterOut(BaseModel):
     event_id: str
     event_type: str
     endpoint_id: str
-    dead_lettered_at: datetime
-    reason: str | None
+    dead_lettered_at: datetime = Field(description="When its last attempt was made")
+    reason: str | None = Field(description="How it ended, from its last attempt")
     attempts: int
+
+    @classmethod
+    def of(cls, v: DeliveryView) -> DeadLetterOut:
+        last = v.last_attempt
+        return cls(
+            delivery_id=v.delivery_id,
+            event_id=v.event_id,
+            event_type=v.event_type,
+            endpoint_id=v.endpoint_id,
+            dead_lettered_at=_time(v.updated_at),
+            reason=_ending(last) if last is not None else None,
+            attempts=v.attempt_count,
+        )
+
+
+def _ending(last: Attempt) -> str:
+    """``dead_lettered after HTTP 503``, ``endpoint_disabled after timeout``, ..."""
+    what = f"HTTP {last.status}" if last.status is not None else (last.error or "no response")
+    return f"{last.outcome} after {what}"
 
 
 class DeadLetterPage(BaseModel):
     data: list[DeadLetterOut]
+    next_cursor: str | None
 
 
 class Redrive(Request):
@@ -296,26 +316,30 @@ async def endpoint_health(endpoint_id: str, api: ApiDep, caller: CallerDep) -> H
     )
 
 
-@router.get("/v1/dead-letters", summary="Deliveries that used up every attempt")
+@router.get("/v1/dead-letters", summary="Deliveries that ended without being delivered")
 async def list_dead_letters(
-    api: ApiDep, caller: CallerDep, endpoint_id: str | None = None, since: str | None = None
+    api: ApiDep,
+    caller: CallerDep,
+    endpoint_id: str | None = None,
+    since: Annotated[str | None, Query(description="Created since: ISO-8601 or -2h")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
 ) -> DeadLetterPage:
-    letters = await asyncio.to_thread(
-        api.backends.dead_letters.read, caller.id, endpoint_id, _ms("since", since) or 0
-    )
+    """The delivery log's deliveries whose status is `failed` (dead-lettered after their last
+    retry, or ended by a disabled or deleted endpoint), newest first, a page at a time."""
+    try:
+        page = await _log(api).page(
+            caller.id,
+            endpoint_id=endpoint_id,
+            status="failed",
+            since=_ms("since", since),
+            limit=limit,
+            cursor=cursor,
+        )
+    except ValueError as exc:
+        raise ApiError(422, "invalid_field", str(exc), field="cursor") from exc
     return DeadLetterPage(
-        data=[
-            DeadLetterOut(
-                delivery_id=d.delivery_id,
-                event_id=d.event_id,
-                event_type=d.event_type,
-                endpoint_id=d.endpoint_id,
-                dead_lettered_at=_time(at),
-                reason=d.dead_letter_reason,
-                attempts=len(d.history),
-            )
-            for d, at in letters
-        ]
+        data=[DeadLetterOut.of(v) for v in page.items], next_cursor=page.next_cursor
     )
 
 
@@ -325,13 +349,15 @@ async def list_dead_letters(
     summary="Send dead letters again from attempt 1 of a fresh schedule",
 )
 async def redrive(body: Redrive, api: ApiDep, caller: CallerDep) -> Count:
+    """Every failed delivery of the account (or of one endpoint) created since ``since``, sent
+    again with the same delivery id and ``webhook-id`` (receivers dedupe)."""
     if body.endpoint_id is not None:
         await _own(api, caller, body.endpoint_id)
     since = _ms("since", body.since) or 0
-    letters = await asyncio.to_thread(
-        api.backends.dead_letters.read, caller.id, body.endpoint_id, since
+    failed = await _log(api).matching(
+        caller.id, endpoint_id=body.endpoint_id, status="failed", since=since
     )
-    return Count(queued=await _send(api, [d for d, _at in letters]))
+    return Count(queued=await _send(api, [v.fresh_delivery() for v in failed]))
 
 
 @router.get("/v1/stats/deliveries", summary="Attempts per minute by outcome")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from api_fakes import InMemoryDeadLetters, InMemoryDeliveryLog, RecordingSender
+from api_fakes import InMemoryDeliveryLog, RecordingSender
 from fastapi.testclient import TestClient
 from test_api import assert_error, make_client, new_account, new_endpoint
 
@@ -178,18 +178,28 @@ def test_test_event_goes_to_that_endpoint_only(client, two_accounts) -> None:
 
 
 def test_dead_letters_are_listed_and_redriven_per_account(client, two_accounts) -> None:
+    """The log's failed deliveries: dead-lettered ones and those an endpoint's end stopped."""
     t = two_accounts
-    letters: InMemoryDeadLetters = backends(client).dead_letters
-    mine = deliver(client, t["a"], t["ep_a"], 1).replace(dead_letter_reason="8 attempts failed")
-    theirs = deliver(client, t["b"], t["ep_b"], 2)
-    letters.letters += [(mine, 1_000), (theirs, 2_000)]
-    listed = client.get("/v1/dead-letters", headers=t["key_a"]).json()["data"]
-    assert [(d["delivery_id"], d["reason"]) for d in listed] == [
-        (mine.delivery_id, "8 attempts failed")
+    mine = deliver(client, t["a"], t["ep_a"], 1, "retry", "dead_lettered")
+    stopped = deliver(client, t["a"], t["ep_a"], 2, "endpoint_disabled")
+    deliver(client, t["a"], t["ep_a"], 3, "retry", "delivered")  # recovered: not a dead letter
+    deliver(client, t["b"], t["ep_b"], 4, "dead_lettered")  # another account's
+    listed = client.get("/v1/dead-letters", headers=t["key_a"]).json()
+    assert [(d["delivery_id"], d["attempts"], d["reason"]) for d in listed["data"]] == [
+        (stopped.delivery_id, 1, "endpoint_disabled after HTTP 500"),
+        (mine.delivery_id, 2, "dead_lettered after HTTP 500"),
     ]
+    first = client.get("/v1/dead-letters?limit=1", headers=t["key_a"]).json()
+    after = client.get(f"/v1/dead-letters?cursor={first['next_cursor']}", headers=t["key_a"])
+    assert [d["delivery_id"] for d in after.json()["data"]] == [mine.delivery_id]
+    bad = client.get("/v1/dead-letters?cursor=nonsense", headers=t["key_a"])
+    assert_error(bad, 422, "invalid_field", "cursor")
+
     response = client.post("/v1/dead-letters/redrive", json={}, headers=t["key_a"])
-    assert response.json() == {"queued": 1}
-    assert [d.delivery_id for d in sender(client).sent] == [mine.delivery_id]
+    assert response.json() == {"queued": 2}
+    sent = sender(client).sent
+    assert sorted(d.delivery_id for d in sent) == sorted([mine.delivery_id, stopped.delivery_id])
+    assert all(d.attempt == 1 and d.body == b'{"id":"evt"}' for d in sent)
     other = client.post(
         "/v1/dead-letters/redrive", json={"endpoint_id": t["ep_b"]}, headers=t["key_a"]
     )
