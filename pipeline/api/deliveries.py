@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from pipeline.accounts import Account
 from pipeline.api.backends import DeliveryLogReader
 from pipeline.api.context import Api, ApiDep, CallerDep
 from pipeline.api.endpoints import _own
@@ -271,10 +272,18 @@ async def retry_delivery(delivery_id: str, api: ApiDep, caller: CallerDep) -> Qu
     summary="Send again every failed delivery of an endpoint since a time",
 )
 async def recover(endpoint_id: str, body: Recover, api: ApiDep, caller: CallerDep) -> Count:
-    await _own(api, caller, endpoint_id)
-    since = _ms("since", body.since) or 0
+    return await _send_failed_again(api, caller, endpoint_id, body.since)
+
+
+async def _send_failed_again(
+    api: Api, caller: Account, endpoint_id: str | None, since: str | None
+) -> Count:
+    """The caller's failed deliveries (of one endpoint, if given) created since ``since``, sent
+    again from attempt 1 with the same delivery id and ``webhook-id`` (receivers dedupe)."""
+    if endpoint_id is not None:
+        await _own(api, caller, endpoint_id)
     failed = await _log(api).matching(
-        caller.id, endpoint_id=endpoint_id, status="failed", since=since
+        caller.id, endpoint_id=endpoint_id, status="failed", since=_ms("since", since) or 0
     )
     return Count(queued=await _send(api, [v.fresh_delivery() for v in failed]))
 
@@ -351,13 +360,7 @@ async def list_dead_letters(
 async def redrive(body: Redrive, api: ApiDep, caller: CallerDep) -> Count:
     """Every failed delivery of the account (or of one endpoint) created since ``since``, sent
     again with the same delivery id and ``webhook-id`` (receivers dedupe)."""
-    if body.endpoint_id is not None:
-        await _own(api, caller, body.endpoint_id)
-    since = _ms("since", body.since) or 0
-    failed = await _log(api).matching(
-        caller.id, endpoint_id=body.endpoint_id, status="failed", since=since
-    )
-    return Count(queued=await _send(api, [v.fresh_delivery() for v in failed]))
+    return await _send_failed_again(api, caller, body.endpoint_id, body.since)
 
 
 @router.get("/v1/stats/deliveries", summary="Attempts per minute by outcome")
