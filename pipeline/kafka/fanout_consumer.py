@@ -17,8 +17,9 @@ after it, past the offset the rebalance sought back to (faust-streaming #221, #2
   everything before it.
 
 Here every rebalance and every seek starts a new *epoch*. A batch of records that was being
-fetched or handed out when the epoch changed is dropped (aiokafka reads it again from the
-position the seek set), and an ack counts only for a record handed out in the current epoch:
+fetched or handed out when the epoch changed is cut, and every partition is sought back to its
+committed offset (the start, when it has none) so that all of it is read again; an ack counts
+only for a record handed out in the current epoch:
 acks of older ones (processed or skipped) are ignored, their records are read again and
 fanned out again (at-least-once; the sender skips fan-out copies). Within one epoch the records
 of a partition come from aiokafka in fetch order from the sought position, so a jump there is
@@ -34,6 +35,7 @@ from typing import Any, cast
 from weakref import WeakSet
 
 import faust
+from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
@@ -69,6 +71,16 @@ class FanoutConsumer(faust_aiokafka.Consumer):
     async def perform_seek(self) -> None:
         self._new_epoch()  # a fetch under way reads from the old position
         await super().perform_seek()
+        # aiokafka seeks only the partitions with a committed offset above 0; the others would
+        # stay where its fetcher got to, past records a cut batch never handed out (getmany):
+        # back to their start (the app's auto_offset_reset is earliest)
+        uncommitted = [
+            TopicPartition(tp.topic, tp.partition)
+            for tp in self.assignment()
+            if not self._committed_offset.get(tp)
+        ]
+        if uncommitted:
+            await self._thread.seek_to_beginning(*uncommitted)
         self._new_epoch()
 
     async def seek(self, partition: TP, offset: int) -> None:
@@ -82,13 +94,16 @@ class FanoutConsumer(faust_aiokafka.Consumer):
         self._new_epoch()
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109
-        """Faust's batch, cut where the epoch changes: the rest was fetched for an old
-        position (or assignment) and is read again from the new one."""
+        """Faust's batch, cut where the epoch changes. aiokafka's position has moved past the
+        whole batch, so after a cut every partition is sought back to its committed offset:
+        nothing of the batch is handed out under the new epoch, all of it is read again."""
         epoch = self._epoch
         records = cast(AsyncGenerator[tuple[TP, Message], None], super().getmany(timeout))
+        cut = False
         try:
             async for tp, message in records:
                 if self._epoch != epoch:
+                    cut = True
                     return
                 self._handed_out.add(message)
                 yield tp, message
@@ -97,9 +112,21 @@ class FanoutConsumer(faust_aiokafka.Consumer):
                     # loop has just set it as the partition's read offset: undo that, or the
                     # records read again from the sought offset would be dropped as read.
                     self._read_offset[tp] = self._epoch_read_offset.get(tp)
+                    cut = True
                     return
         finally:
             await records.aclose()
+            if cut:
+                await self._read_again()
+
+    async def _read_again(self) -> None:
+        while not self.should_stop:
+            try:
+                await self.perform_seek()
+                return
+            except Exception as exc:  # e.g. mid-rebalance, or no coordinator in a failover
+                self.log.warning("Seek to committed offsets after a cut batch failed: %r", exc)
+                await self.sleep(1.0)
 
     def ack(self, message: Message) -> bool:
         if message not in self._handed_out:

@@ -60,6 +60,7 @@ class Harness:
         self.held: list[Any] = []  # delivered, waiting in a buffer (not fanned out yet)
         self.hold = False
         self.on_deliver: Callable[[int], Awaitable[None]] | None = None
+        self.seeks = 0  # aiokafka's position sought back (to committed, or to the start)
 
     def _build(self) -> None:
         """The app and its consumer, on the running loop (Faust's services bind to it)."""
@@ -80,11 +81,16 @@ class Harness:
         assert isinstance(consumer, FanoutConsumer) is self.fanout
         self.consumer = consumer
         consumer.seek_to_committed = self.seek_to_committed
+        consumer._thread.seek_to_beginning = self.seek_to_beginning
         consumer.highwater = lambda tp: 0
         consumer.assignment = lambda: {TP0}
 
     async def seek_to_committed(self) -> dict[TP, int | None]:
+        self.seeks += 1
         return {TP0: self.committed}
+
+    async def seek_to_beginning(self, *partitions: Any) -> None:
+        self.seeks += 1
 
     async def deliver(self, message: Any) -> None:
         """The conductor and the agent: fan the event out and ack it (or hold it)."""
@@ -252,7 +258,29 @@ def test_faust_own_consumer_drops_them_and_the_partition_stalls() -> None:
     assert h.committed == 5  # stuck: 7 was taken as read, so 5..7 re-read are dropped
 
 
-# 4. Offsets the broker skips (transaction markers, compaction) still commit to the end
+# 4. A fetch under way across a rebalance returns the right records, and they are cut
+
+
+@pytest.mark.parametrize("committed", [None, 5])
+def test_a_batch_cut_at_a_rebalance_is_read_again_not_skipped(committed: int | None) -> None:
+    start = committed or 0
+    h = Harness(fanout=True, committed=committed)
+
+    async def rebalance_during_the_fetch(h: Harness) -> list[int]:
+        await h.rebalance()
+        h.seeks = 0
+        return list(range(start, start + 3))  # read for the new assignment, from committed
+
+    async def next_fetch(h: Harness) -> list[int]:
+        # aiokafka's position is past the batch unless something sought it back
+        return list(range(start, start + 5)) if h.seeks else [start + 3, start + 4]
+
+    h.run([rebalance_during_the_fetch, next_fetch, fetch()])
+    assert h.unsafe_commits(start) == []
+    assert h.committed == start + 5
+
+
+# 5. Offsets the broker skips (transaction markers, compaction) still commit to the end
 
 
 @pytest.mark.parametrize("committed", [None, 3])
