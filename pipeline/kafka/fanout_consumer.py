@@ -71,16 +71,6 @@ class FanoutConsumer(faust_aiokafka.Consumer):
     async def perform_seek(self) -> None:
         self._new_epoch()  # a fetch under way reads from the old position
         await super().perform_seek()
-        # aiokafka seeks only the partitions with a committed offset above 0; the others would
-        # stay where its fetcher got to, past records a cut batch never handed out (getmany):
-        # back to their start (the app's auto_offset_reset is earliest)
-        uncommitted = [
-            TopicPartition(tp.topic, tp.partition)
-            for tp in self.assignment()
-            if not self._committed_offset.get(tp)
-        ]
-        if uncommitted:
-            await self._thread.seek_to_beginning(*uncommitted)
         self._new_epoch()
 
     async def seek(self, partition: TP, offset: int) -> None:
@@ -123,6 +113,19 @@ class FanoutConsumer(faust_aiokafka.Consumer):
         while not self.should_stop:
             try:
                 await self.perform_seek()
+                # aiokafka seeks only the partitions with a committed offset above 0: the others
+                # stay where its fetcher got to, past the cut records. To their first offset
+                # (the app's auto_offset_reset is earliest), with a plain seek: a reset request
+                # would leave aiokafka's position unset meanwhile, which Faust's livelock check
+                # takes for a crash.
+                uncommitted = [
+                    TopicPartition(tp.topic, tp.partition)
+                    for tp in self.assignment()
+                    if not self._committed_offset.get(tp)
+                ]
+                if uncommitted:
+                    for tp, offset in (await self.earliest_offsets(*uncommitted)).items():
+                        await self.seek(tp, offset)
                 return
             except Exception as exc:  # e.g. mid-rebalance, or no coordinator in a failover
                 self.log.warning("Seek to committed offsets after a cut batch failed: %r", exc)

@@ -81,15 +81,20 @@ class Harness:
         assert isinstance(consumer, FanoutConsumer) is self.fanout
         self.consumer = consumer
         consumer.seek_to_committed = self.seek_to_committed
-        consumer._thread.seek_to_beginning = self.seek_to_beginning
+        consumer.earliest_offsets = self.earliest_offsets
+        consumer._seek = self.fake_seek
         consumer.highwater = lambda tp: 0
         consumer.assignment = lambda: {TP0}
 
     async def seek_to_committed(self) -> dict[TP, int | None]:
-        self.seeks += 1
+        if self.committed:  # as aiokafka: no seek without a committed offset above 0
+            self.seeks += 1
         return {TP0: self.committed}
 
-    async def seek_to_beginning(self, *partitions: Any) -> None:
+    async def earliest_offsets(self, *partitions: Any) -> dict[Any, int]:
+        return dict.fromkeys(partitions, 0)
+
+    async def fake_seek(self, partition: Any, offset: int) -> None:
         self.seeks += 1
 
     async def deliver(self, message: Any) -> None:
