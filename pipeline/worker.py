@@ -10,6 +10,10 @@ At-least-once in the fan-out rests on two rules, kept by :func:`_agent`:
 * a batch body returns only after every record it produced was acknowledged by the broker.
   Errors inside one record become records too (quarantine, retry tier); an error producing
   them stops the worker before the batch is acked, so the batch is read again after restart.
+
+and on a third, kept by the app's consumer (:mod:`pipeline.kafka.fanout_consumer`): an ack
+counts only for an event handed out since the last rebalance or seek, so an event fetched before
+a rebalance can never make offsets committable that were not fanned out (issue 17).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from pipeline.fanout import fan_out
 from pipeline.health import HealthCache
 from pipeline.kafka.config import producer_config
 from pipeline.kafka.connection import check_connection, faust_broker
+from pipeline.kafka.fanout_consumer import use_fanout_consumer
 from pipeline.kafka.producer import AsyncProducer, Output
 from pipeline.observability import INTERNAL_ERRORS, QUARANTINED, configure_logging, serve_metrics
 from pipeline.quarantine import quarantine_record
@@ -74,6 +79,7 @@ def create_app(settings: Settings, *, endpoints: EndpointCache, brokers: int = 1
         stream_wait_empty=False,
         worker_redirect_stdouts=False,
     )
+    use_fanout_consumer(app)  # no offset committed past an event not fanned out (issue 17)
     registry = default_registry()
     produce = _producer(AsyncProducer(producer_config(settings)))
 
