@@ -16,11 +16,17 @@ from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
+import aiokafka
 import faust
 import pytest
 from faust.types import TP
 
-from pipeline.kafka.fanout_consumer import FanoutConsumer, use_fanout_consumer
+from pipeline.kafka.fanout_consumer import (
+    FETCH_MAX_WAIT_MS,
+    FETCH_MIN_BYTES,
+    FanoutConsumer,
+    use_fanout_consumer,
+)
 
 TOPIC = "t17-orders"
 TP0 = TP(TOPIC, 0)
@@ -297,3 +303,39 @@ def test_offsets_the_broker_skips_are_committed_over(committed: int | None) -> N
     h = Harness(fanout=True, committed=committed).run([fetch(*first), fetch(7, 8), fetch()])
     assert h.committed == 9
     assert set(h.fanned_out) == {*first, 7, 8}
+
+
+def test_the_fanout_fetches_wait_for_bytes_not_for_each_record() -> None:
+    """Faust asks aiokafka for 1 byte or 1.5 s; the fan-out's consumer waits for
+    FETCH_MIN_BYTES or FETCH_MAX_WAIT_MS (fewer fetch round trips in aiokafka's thread)."""
+
+    async def main() -> tuple[tuple[int, int], tuple[int, int]]:
+        app = faust.App(
+            f"t15-{uuid.uuid4().hex[:8]}", broker="kafka://127.0.0.1:1", store="memory://"
+        )
+        use_fanout_consumer(app)
+
+        async def noop(*_args: Any) -> None:
+            return None
+
+        consumer = app.transport.create_consumer(
+            callback=noop, on_partitions_revoked=noop, on_partitions_assigned=noop
+        )
+        kafka = consumer._thread._create_worker_consumer(app.transport)
+        # aiokafka keeps what it hands its fetcher at start under these names: a rename in an
+        # upgrade would drop ours silently, so the plain consumer is checked too
+        plain = aiokafka.AIOKafkaConsumer(
+            bootstrap_servers="127.0.0.1:1", fetch_min_bytes=7, fetch_max_wait_ms=9
+        )
+        found = (
+            (kafka._fetch_min_bytes, kafka._fetch_max_wait_ms),
+            (plain._fetch_min_bytes, plain._fetch_max_wait_ms),
+        )
+        await kafka.stop()  # never started: only marked closed
+        await plain.stop()
+        consumer._thread.thread_loop.close()  # the consumer thread's loop, never run
+        return found
+
+    ours, plain = asyncio.run(main())
+    assert ours == (FETCH_MIN_BYTES, FETCH_MAX_WAIT_MS)
+    assert plain == (7, 9)
