@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     unavailable (the API then answers 503)."""
 
     # Processes
+    fanout_fetch_wait_ms: int = Field(default=5, ge=1, le=60_000)
+    """Longest the fan-out's fetch waits for 64 KiB of events before the broker answers with
+    what it has: longer, an idle worker fetches less often (a fetch every 5 ms kept an idle
+    worker at 12 % of a core, against 4 % with Faust's 1.5 s) but an event may wait that long
+    at a low rate; shorter, the reverse. Under load the 64 KiB come first either way."""
     worker_role: Literal["all", "fanout", "sender"] = "all"
     """What ``velourcity worker`` runs: the fan-out and the sender (``all``), or one of them
     (to measure or scale them apart; each is its own consumer group either way)."""

@@ -79,7 +79,8 @@ def create_app(settings: Settings, *, endpoints: EndpointCache, brokers: int = 1
         stream_wait_empty=False,
         worker_redirect_stdouts=False,
     )
-    use_fanout_consumer(app)  # no offset committed past an event not fanned out (issue 17)
+    # no offset committed past an event not fanned out (issue 17); fetches that wait for records
+    use_fanout_consumer(app, fetch_wait_ms=settings.fanout_fetch_wait_ms)
     registry = default_registry()
     produce = _producer(AsyncProducer(producer_config(settings)))
 

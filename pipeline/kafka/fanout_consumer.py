@@ -40,17 +40,15 @@ from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
-__all__ = ["FETCH_MAX_WAIT_MS", "FETCH_MIN_BYTES", "FanoutConsumer", "use_fanout_consumer"]
+__all__ = ["FETCH_MIN_BYTES", "FanoutConsumer", "use_fanout_consumer"]
 
 FETCH_MIN_BYTES = 64 * 1024
-FETCH_MAX_WAIT_MS = 5
-"""How the fan-out's fetches wait for records: the broker answers when it has
-:data:`FETCH_MIN_BYTES` for the consumer or after :data:`FETCH_MAX_WAIT_MS`, whichever comes
-first. Faust asks for 1 byte and 1.5 s: a fetch round trip for every few records that arrive,
-each one Python work in aiokafka's thread (protocol, records, hand-over to the loop). At a
-steady 500 events/s that thread took 25 % of a core and one fetch-wait of at most 5 ms halved
-it; at 1,000 events/s p99 fell from 113 to 70 ms (README, Benchmarks). An idle partition costs a
-fetch every 5 ms instead of every 1.5 s."""
+"""The fan-out's fetches wait for this much (or ``settings.fanout_fetch_wait_ms``, whichever
+comes first). Faust asks for 1 byte or 1.5 s: a fetch round trip for every few records that
+arrive, each one Python work in aiokafka's thread (protocol, records, hand-over to the loop).
+At a steady 500 events/s that thread took 25 % of a core; waiting up to 5 ms halved it, and
+at 1,000 events/s p99 fell from 113 to 70 ms (README, Benchmarks). The price is an idle
+worker's fetch every few milliseconds instead of every 1.5 s."""
 
 
 class FanoutConsumer(faust_aiokafka.Consumer):
@@ -164,17 +162,20 @@ class FanoutConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # Faust passes no fetch_min_bytes and a fixed fetch_max_wait_ms; aiokafka reads both
         # when the consumer starts (tests/unit/test_fanout_consumer.py checks they arrive).
         consumer._fetch_min_bytes = FETCH_MIN_BYTES
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        consumer._fetch_max_wait_ms = cast(FanoutTransport, transport).fetch_wait_ms
         return consumer
 
 
 class FanoutTransport(faust_aiokafka.Transport):
     Consumer = FanoutConsumer
+    fetch_wait_ms = 1500  # Faust's own
 
 
-def use_fanout_consumer(app: faust.App) -> None:
-    """Give ``app`` the :class:`FanoutConsumer`: call it right after ``faust.App(...)``,
-    before anything (a topic, an agent) makes Faust build its own transport."""
+def use_fanout_consumer(app: faust.App, *, fetch_wait_ms: int) -> None:
+    """Give ``app`` the :class:`FanoutConsumer`, fetching with ``fetch_wait_ms`` (see
+    :data:`FETCH_MIN_BYTES`): call it right after ``faust.App(...)``, before anything (a topic,
+    an agent) makes Faust build its own transport."""
     urls = app.conf.broker_consumer
     assert all(url.scheme == "kafka" for url in urls), urls  # faust_broker's kafka:// URLs
     app.transport = FanoutTransport(urls, app)
+    app.transport.fetch_wait_ms = fetch_wait_ms

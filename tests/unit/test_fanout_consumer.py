@@ -22,7 +22,6 @@ import pytest
 from faust.types import TP
 
 from pipeline.kafka.fanout_consumer import (
-    FETCH_MAX_WAIT_MS,
     FETCH_MIN_BYTES,
     FanoutConsumer,
     use_fanout_consumer,
@@ -74,7 +73,7 @@ class Harness:
             f"t17-{uuid.uuid4().hex[:8]}", broker="kafka://127.0.0.1:1", store="memory://"
         )
         if self.fanout:
-            use_fanout_consumer(app)
+            use_fanout_consumer(app, fetch_wait_ms=5)
         app.topics._acking_topics.add(TOPIC)
         self.app = app
 
@@ -307,13 +306,13 @@ def test_offsets_the_broker_skips_are_committed_over(committed: int | None) -> N
 
 def test_the_fanout_fetches_wait_for_bytes_not_for_each_record() -> None:
     """Faust asks aiokafka for 1 byte or 1.5 s; the fan-out's consumer waits for
-    FETCH_MIN_BYTES or FETCH_MAX_WAIT_MS (fewer fetch round trips in aiokafka's thread)."""
+    FETCH_MIN_BYTES or the wait it is given (fewer fetch round trips in aiokafka's thread)."""
 
     async def main() -> tuple[tuple[int, int], tuple[int, int]]:
         app = faust.App(
             f"t15-{uuid.uuid4().hex[:8]}", broker="kafka://127.0.0.1:1", store="memory://"
         )
-        use_fanout_consumer(app)
+        use_fanout_consumer(app, fetch_wait_ms=7)
 
         async def noop(*_args: Any) -> None:
             return None
@@ -337,5 +336,5 @@ def test_the_fanout_fetches_wait_for_bytes_not_for_each_record() -> None:
         return found
 
     ours, plain = asyncio.run(main())
-    assert ours == (FETCH_MIN_BYTES, FETCH_MAX_WAIT_MS)
+    assert ours == (FETCH_MIN_BYTES, 7)
     assert plain == (7, 9)
