@@ -30,7 +30,7 @@ handling stays as it is: a topic written by a transactional producer still commi
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
 from typing import Any, cast
 from weakref import WeakSet
 
@@ -67,30 +67,29 @@ class FanoutConsumer(faust_aiokafka.Consumer):
         # record as read after the epoch changed (see getmany)
         self._epoch_read_offset = dict(self._read_offset)
 
-    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        self._new_epoch()  # before Faust's callbacks: nothing handed out from here on counts
-        await super().on_partitions_revoked(revoked)
+    async def _in_new_epoch(self, change: Awaitable[None]) -> None:
+        """A rebalance step or a seek: an epoch ends before it (a fetch under way reads from
+        the old position; nothing handed out from here on counts) and another after it."""
         self._new_epoch()
+        try:
+            await change
+        finally:
+            self._new_epoch()
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        await self._in_new_epoch(super().on_partitions_revoked(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
-        self._new_epoch()
-        await super().on_partitions_assigned(assigned, generation_id)
-        self._new_epoch()
+        await self._in_new_epoch(super().on_partitions_assigned(assigned, generation_id))
 
     async def perform_seek(self) -> None:
-        self._new_epoch()  # a fetch under way reads from the old position
-        await super().perform_seek()
-        self._new_epoch()
+        await self._in_new_epoch(super().perform_seek())
 
     async def seek(self, partition: TP, offset: int) -> None:
-        self._new_epoch()
-        await super().seek(partition, offset)
-        self._new_epoch()
+        await self._in_new_epoch(super().seek(partition, offset))
 
     async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
-        self._new_epoch()
-        await super().seek_wait(partitions)
-        self._new_epoch()
+        await self._in_new_epoch(super().seek_wait(partitions))
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109
         """Faust's batch, cut where the epoch changes. aiokafka's position has moved past the
