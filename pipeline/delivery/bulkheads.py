@@ -7,8 +7,9 @@ most ``endpoint_max_queued`` more of its deliveries wait in memory for their tur
 deferred to the first retry tier, unless it is *fast* (its attempts average under
 :data:`FAST_ENDPOINT_MS`): then the sender waits up to :data:`FAST_WAIT` for one of them to
 finish (:meth:`Bulkheads.wait_if_fast`), so a fast endpoint's backlog is sent, not cycled
-through a retry tier. So a hanging endpoint holds a few of the worker's requests and a bounded
-queue of its own, and never the other endpoints' turn.
+through a retry tier. An endpoint not measured yet gets that wait once; when it runs out the
+endpoint counts as slow until an attempt shows otherwise. So a hanging endpoint holds a few of
+the worker's requests and a bounded queue of its own, and never the other endpoints' turn.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Bulkheads:
         if self._held[endpoint_id] <= 0:
             del self._held[endpoint_id]
             self._turns.pop(endpoint_id, None)  # none when it was only ever parked
-            self._latency_ms.pop(endpoint_id, None)
+            # its pace is kept (a float an endpoint): the next burst need not learn it again
 
     def turn(self, endpoint_id: str) -> asyncio.Semaphore:
         """The endpoint's own limit on requests in flight."""
@@ -68,7 +69,9 @@ class Bulkheads:
         self._latency_ms[endpoint_id] = 0.8 * average + 0.2 * latency_ms
 
     def fast(self, endpoint_id: str) -> bool:
-        return self._latency_ms.get(endpoint_id, FAST_ENDPOINT_MS) < FAST_ENDPOINT_MS
+        """Worth waiting for at its share: its attempts average under :data:`FAST_ENDPOINT_MS`,
+        or it was not measured yet (it gets one wait)."""
+        return self._latency_ms.get(endpoint_id, 0.0) < FAST_ENDPOINT_MS
 
     async def wait_if_fast(self, endpoint_id: str) -> None:
         """An endpoint at its share that answers fast: wait (briefly) for one of its
@@ -85,4 +88,7 @@ class Bulkheads:
             try:
                 await asyncio.wait_for(freed.wait(), left)
             except TimeoutError:
+                # none of its deliveries finished in time: slow until an attempt shows otherwise
+                average = self._latency_ms.get(endpoint_id, FAST_ENDPOINT_MS)
+                self._latency_ms[endpoint_id] = max(average, FAST_ENDPOINT_MS)
                 return
