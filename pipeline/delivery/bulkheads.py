@@ -3,13 +3,14 @@
 A worker makes at most ``sender_concurrency`` requests at once (:attr:`Bulkheads.requests`);
 one endpoint has at most ``endpoint_max_in_flight`` of them (:meth:`Bulkheads.turn`), and at
 most ``endpoint_max_queued`` more of its deliveries wait in memory for their turn: its
-*share* of held deliveries (taken, not finished). Past its share an endpoint's deliveries are
-deferred to the first retry tier, unless it is *fast* (its attempts average under
-:data:`FAST_ENDPOINT_MS`): then the sender waits up to :data:`FAST_WAIT` for one of them to
-finish (:meth:`Bulkheads.wait_if_fast`), so a fast endpoint's backlog is sent, not cycled
-through a retry tier. An endpoint not measured yet gets that wait once; when it runs out the
-endpoint counts as slow until an attempt shows otherwise. So a hanging endpoint holds a few of
-the worker's requests and a bounded queue of its own, and never the other endpoints' turn.
+*share* of held deliveries (taken, their request not over yet). Past its share an endpoint's
+deliveries are deferred to the first retry tier, unless it is *fast* (its attempts average
+under :data:`FAST_ENDPOINT_MS`): then the sender waits up to :data:`FAST_WAIT` for one of them
+to be done (:meth:`Bulkheads.wait_if_fast`), so a fast endpoint's backlog is sent, not cycled
+through a retry tier. An endpoint not measured yet gets one longer wait (:data:`FIRST_WAIT`:
+its first requests open connections); when a wait runs out the endpoint counts as slow until
+an attempt shows otherwise. So a hanging endpoint holds a few of the worker's requests and a
+bounded queue of its own, and never the other endpoints' turn.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ FAST_ENDPOINT_MS = 50.0
 gets a turn within milliseconds, so the sender waits for one (at most :data:`FAST_WAIT`)
 instead of deferring its deliveries to a retry tier. A slower one is deferred at once."""
 FAST_WAIT = 0.05
+FIRST_WAIT = 0.5
+"""The wait for an endpoint not measured yet (at a worker's start on a backlog, 0.05 s deferred
+hundreds of a fast endpoint's first records: its first requests open connections). A hanging
+endpoint costs it once; then it is slow."""
 
 
 class Bulkheads:
@@ -47,7 +52,8 @@ class Bulkheads:
         self._held[endpoint_id] += 1
 
     def release(self, endpoint_id: str) -> None:
-        """One of the endpoint's held deliveries finished: one waiting for a turn may go."""
+        """One of the endpoint's held deliveries is done with its request: one waiting for a
+        turn may go."""
         if (freed := self._freed.pop(endpoint_id, None)) is not None:
             freed.set()
         self._held[endpoint_id] -= 1
@@ -75,8 +81,10 @@ class Bulkheads:
 
     async def wait_if_fast(self, endpoint_id: str) -> None:
         """An endpoint at its share that answers fast: wait (briefly) for one of its
-        deliveries to finish. Returns at once for a slow one, or after :data:`FAST_WAIT`."""
-        deadline = time.monotonic() + FAST_WAIT
+        deliveries to finish. Returns at once for a slow one, or after :data:`FAST_WAIT`
+        (:data:`FIRST_WAIT` when not measured yet)."""
+        measured = endpoint_id in self._latency_ms
+        deadline = time.monotonic() + (FAST_WAIT if measured else FIRST_WAIT)
         while (
             self.full(endpoint_id)
             and self.fast(endpoint_id)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pipeline.delivery import bulkheads as bulkheads_module
-from pipeline.delivery.bulkheads import FAST_WAIT, Bulkheads
+from pipeline.delivery.bulkheads import FAST_WAIT, FIRST_WAIT, Bulkheads
 
 
 def bulkheads() -> Bulkheads:
@@ -71,7 +71,7 @@ def test_a_wait_that_runs_out_marks_the_endpoint_slow_until_an_attempt_is_fast()
         return first, second
 
     first, second = asyncio.run(scenario())
-    assert FAST_WAIT * 0.9 <= first < FAST_WAIT * 5
+    assert FIRST_WAIT * 0.9 <= first < FIRST_WAIT * 2  # not measured yet: the longer wait
     assert second < FAST_WAIT / 2
 
 
