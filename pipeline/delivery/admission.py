@@ -55,7 +55,7 @@ def admit(
     ``ordered``: it belongs to an ordered queue (its endpoint is ordered, or it is still in a
     queue from when it was); ``breaker_wait``: seconds until the endpoint's breaker lets a
     probe through (0: closed, or a probe may go now); ``taken``: the endpoint's deliveries this
-    worker holds unfinished; ``share``: how many it may hold (in flight + queued)."""
+    worker holds whose request is not over; ``share``: how many it may hold (in flight + queued)."""
     if delivery.not_before > now_ms:
         return Admission("wait", (delivery.not_before - now_ms) / 1000)
     if ordered:

@@ -503,15 +503,21 @@ class Dispatcher(Service):
         self, tp: TopicPartition, offset: int, endpoint_id: str | None, outputs: Any
     ) -> None:
         try:
-            if await self._produce(await outputs):
+            try:
+                results = await outputs
+            finally:
+                if endpoint_id is not None:
+                    # its request is over: the endpoint's share is free while the results are
+                    # produced (a slow ack held it, and the endpoint's next deliveries were
+                    # deferred to a retry tier for the broker's pace, not the endpoint's)
+                    self._bulkheads.release(endpoint_id)
+            if await self._produce(results):
                 self._tracker.finish(tp, offset)
                 self._progress.set()
         except NotDone:
             pass  # unfinished: read again after the restart or rebalance
         finally:
             self._taken.release()
-            if endpoint_id is not None:
-                self._bulkheads.release(endpoint_id)
 
     async def _produce(self, outputs: list[Output]) -> bool:
         return await self._results.produce(outputs)

@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from pipeline.delivery.dispatcher import Dispatcher
 from pipeline.delivery.offsets import decode_finished
+from pipeline.kafka.producer import Output
 from pipeline.settings import Settings
 
 
@@ -116,3 +117,51 @@ def test_a_refused_commit_is_tried_again_though_no_other_record_finishes() -> No
     consumer = asyncio.run(run())
     assert consumer.tries == 4  # three refused, backing off, then committed
     assert consumer.commits == [{TopicPartition("deliveries", 0): (1, set())}]
+
+
+class SlowAcks:
+    """A producer whose acks come when the test says."""
+
+    def __init__(self) -> None:
+        self.pending: list[asyncio.Future[None]] = []
+
+    def send(self, outputs: list[object]) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append(future)
+        return future
+
+
+def test_an_endpoint_s_share_is_free_once_its_request_is_over_not_once_the_ack_comes() -> None:
+    """Regression: the share was held until the broker acked the attempt's results, so a slow
+    ack could make a fast endpoint look full and defer its next deliveries to a retry tier."""
+
+    async def scenario() -> tuple[int, int, int, int]:
+        dispatcher = Dispatcher(Settings(), handler=None)  # type: ignore[arg-type]
+        producer = SlowAcks()
+        dispatcher._results.producer = producer  # type: ignore[assignment]
+        tp = TopicPartition("deliveries", 0)
+        dispatcher._owned = {tp}
+        dispatcher._tracker.start(tp, 0)
+        await dispatcher._taken.acquire()
+        dispatcher._bulkheads.hold("ep_a")
+        results = dispatcher._outputs_of([Output("attempts", b"ep_a", b"{}")])
+        job = asyncio.ensure_future(dispatcher._finish(tp, 0, "ep_a", results))
+        for _ in range(10):  # the job runs up to the produce
+            await asyncio.sleep(0)
+        assert len(producer.pending) == 1
+        held_while_producing = dispatcher._bulkheads.held("ep_a")
+        position_before_ack = dispatcher._tracker.to_commit_with_metadata({tp})[tp][0]
+        producer.pending[0].set_result(None)
+        await job
+        position_after = dispatcher._tracker.to_commit_with_metadata({tp})[tp][0]
+        return (
+            held_while_producing,
+            position_before_ack,
+            dispatcher._bulkheads.held("ep_a"),
+            position_after,
+        )
+
+    held_while_producing, position_before_ack, held_after, position_after = asyncio.run(scenario())
+    assert held_while_producing == 0  # the request is over: the endpoint's share is free
+    assert (position_before_ack, position_after) == (0, 1)  # the record waits for the ack
+    assert held_after == 0  # released once, not twice
