@@ -9,8 +9,10 @@ under :data:`FAST_ENDPOINT_MS`): then the sender waits up to :data:`FAST_WAIT` f
 to be done (:meth:`Bulkheads.wait_if_fast`), so a fast endpoint's backlog is sent, not cycled
 through a retry tier. An endpoint not measured yet gets one longer wait (:data:`FIRST_WAIT`:
 its first requests open connections); when a wait runs out the endpoint counts as slow until
-an attempt shows otherwise. So a hanging endpoint holds a few of the worker's requests and a
-bounded queue of its own, and never the other endpoints' turn.
+an attempt shows otherwise. A deferred delivery waits until its endpoint may have room again
+(:meth:`Bulkheads.room_in`; at least the first tier, at most the breaker's cool-down). So a
+hanging endpoint holds a few of the worker's requests and a bounded queue of its own, never
+the other endpoints' turn, and its deferred deliveries do not come round every first tier.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 
 FAST_ENDPOINT_MS = 50.0
 """An endpoint whose attempts take less than this (moving average) is *fast*: at its share it
@@ -31,7 +34,14 @@ endpoint costs it once; then it is slow."""
 
 
 class Bulkheads:
-    def __init__(self, *, concurrency: int, in_flight: int, queued: int) -> None:
+    def __init__(
+        self,
+        *,
+        concurrency: int,
+        in_flight: int,
+        queued: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.requests = asyncio.Semaphore(concurrency)
         """The worker's own limit on requests in flight."""
         self.share = in_flight + queued
@@ -41,6 +51,9 @@ class Bulkheads:
         self._turns: dict[str, asyncio.Semaphore] = {}
         self._latency_ms: dict[str, float] = {}
         self._freed: dict[str, asyncio.Event] = {}
+        self._moved_at: dict[str, float] = {}
+        """When one of the endpoint's requests last ended (or it was held again after none)."""
+        self._clock = clock
 
     def held(self, endpoint_id: str) -> int:
         return self._held[endpoint_id]
@@ -49,6 +62,8 @@ class Bulkheads:
         return self._held[endpoint_id] >= self.share
 
     def hold(self, endpoint_id: str) -> None:
+        if not self._held[endpoint_id]:
+            self._moved_at[endpoint_id] = self._clock()
         self._held[endpoint_id] += 1
 
     def release(self, endpoint_id: str) -> None:
@@ -56,9 +71,11 @@ class Bulkheads:
         turn may go."""
         if (freed := self._freed.pop(endpoint_id, None)) is not None:
             freed.set()
+        self._moved_at[endpoint_id] = self._clock()
         self._held[endpoint_id] -= 1
         if self._held[endpoint_id] <= 0:
             del self._held[endpoint_id]
+            del self._moved_at[endpoint_id]
             self._turns.pop(endpoint_id, None)  # none when it was only ever parked
             # its pace is kept (a float an endpoint): the next burst need not learn it again
 
@@ -73,6 +90,15 @@ class Bulkheads:
         """An attempt's latency, into the endpoint's moving average."""
         average = self._latency_ms.get(endpoint_id, latency_ms)
         self._latency_ms[endpoint_id] = 0.8 * average + 0.2 * latency_ms
+
+    def room_in(self, endpoint_id: str) -> float:
+        """Seconds until an endpoint at its share may have room again: its share drained
+        ``in_flight`` at a time, each request taking its average or, when longer, the time since
+        one of its requests last ended (so a hanging endpoint's grows as it hangs). What a
+        delivery deferred past its share waits, at least."""
+        stalled = self._clock() - self._moved_at.get(endpoint_id, self._clock())
+        pace = max(self._latency_ms.get(endpoint_id, 0.0) / 1000, stalled)
+        return pace * self.share / self._in_flight
 
     def fast(self, endpoint_id: str) -> bool:
         """Worth waiting for at its share: its attempts average under :data:`FAST_ENDPOINT_MS`,

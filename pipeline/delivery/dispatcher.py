@@ -308,9 +308,8 @@ class Dispatcher(Service):
             case "defer":
                 log.debug("endpoint busy; deferred", endpoint_id=endpoint_id)
                 DEFERRED.inc()
-                return await self._start(
-                    tp, offset, None, self._outputs_of(self._handler.defer(delivery))
-                )
+                deferred = self._handler.defer(delivery, at_least=bulkheads.room_in(endpoint_id))
+                return await self._start(tp, offset, None, self._outputs_of(deferred))
         if endpoint is not None and endpoint.enabled and not self._breakers.allow(endpoint_id):
             BREAKER_SKIPS.inc()  # half-open: another delivery is the probe
             return await self._start(

@@ -135,11 +135,16 @@ class DeliveryHandler:
                     current.set_attribute("error.type", result.error)
             return result
 
-    def defer(self, delivery: Delivery, *, behind_breaker: float | None = None) -> list[Output]:
+    def defer(
+        self, delivery: Delivery, *, behind_breaker: float | None = None, at_least: float = 0.0
+    ) -> list[Output]:
         """Send the delivery to a retry tier with the same attempt number (no request was made).
 
-        The endpoint already holds its share of this worker's requests: the first tier, so it
-        neither waits in memory nor holds up other endpoints' deliveries.
+        The endpoint already holds its share of this worker's requests: it waits ``at_least``
+        (when its share may have room again), the first tier's delay if shorter and the
+        breaker's cool-down if longer, in the shortest tier that long; so it neither waits in
+        memory nor holds up other endpoints' deliveries, and a hanging endpoint's deliveries do
+        not come round every first tier before its breaker opens.
 
         Its breaker is open, its probe due in ``behind_breaker`` seconds: it waits for the
         probe, and at least as long as its attempt number would wait after a failure, in the
@@ -147,7 +152,8 @@ class DeliveryHandler:
         backlog comes round once per cool-down, not once per first tier."""
         schedule = self._settings.retry_schedule
         if behind_breaker is None or not schedule:
-            wait = tier = self._first_tier()
+            wait = min(max(self._first_tier(), at_least), self._settings.breaker_cooldown)
+            tier = next(d for d in retry_tiers(self._settings) if d >= wait)
         else:
             wait = max(behind_breaker, schedule[min(delivery.attempt, len(schedule)) - 1])
             tiers = retry_tiers(self._settings)

@@ -98,12 +98,13 @@ def test_hanging_endpoint_does_not_hold_up_a_healthy_one_on_the_same_partition(
     assert {r.headers["X-Velourcity-Event-Id"] for r in got} == {e["id"] for e in events}
     # The hanging endpoint holds at most its own share of the worker's requests ...
     assert hanging.open_connections <= settings.endpoint_max_in_flight
-    # ... and a bounded queue: the rest of its deliveries were deferred to the first tier,
-    # not tried (the attempt number is still 1).
-    tier = retry_topic_name(settings, 1)
+    # ... and a bounded queue: the rest of its deliveries were deferred, not tried (the
+    # attempt number is still 1), until it may have room: it has not answered for longer than
+    # the first tier, so they wait in the breaker cool-down's tier, not a first tier each round.
+    tier = retry_topic_name(settings, settings.breaker_cooldown)
     deferred = [Delivery.from_bytes(r.value()) for r in read_topic(tier, 10)]
     assert {d.attempt for d in deferred} == {1}
-    assert stuck.id in {d.endpoint_id for d in deferred}
+    assert {d.endpoint_id for d in deferred} == {stuck.id}
     assert "Traceback" not in worker.log()
 
 

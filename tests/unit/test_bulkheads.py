@@ -120,3 +120,18 @@ def test_a_slow_full_endpoint_does_not_wait() -> None:
         return time.monotonic() - started
 
     assert asyncio.run(scenario()) < FAST_WAIT / 2
+
+
+def test_room_in_grows_while_a_held_endpoint_has_no_request_ending() -> None:
+    now = [100.0]
+    b = Bulkheads(concurrency=4, in_flight=2, queued=1, clock=lambda: now[0])
+    for _ in range(3):
+        b.hold("ep_a")
+    assert b.room_in("ep_a") == 0.0  # nothing measured, nothing stalled yet
+    now[0] += 4.0  # none of its requests ended for 4 s: its share of 3 drains 2 at a time
+    assert b.room_in("ep_a") == 6.0
+    b.release("ep_a")  # one ended: the stall is over
+    assert b.room_in("ep_a") == 0.0
+    b.observe("ep_a", 1000.0)  # then its average: 1 s a request
+    assert b.room_in("ep_a") == 1.5
+    assert b.room_in("ep_b") == 0.0  # one never held
