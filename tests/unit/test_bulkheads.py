@@ -15,6 +15,27 @@ def bulkheads() -> Bulkheads:
     return Bulkheads(concurrency=4, in_flight=2, queued=1)
 
 
+def warm(b: Bulkheads, *endpoints: str) -> Bulkheads:
+    """Past the endpoints' first connections' first attempts, which are not averaged."""
+    for endpoint in endpoints:
+        for _ in range(2):
+            b.observe(endpoint, 93.0)
+    return b
+
+
+def test_an_endpoint_s_first_connections_first_attempts_are_not_averaged() -> None:
+    b = bulkheads()
+    b.observe("ep_a", 93.0)  # cold: a new connection each
+    b.observe("ep_a", 93.0)
+    assert b.fast("ep_a")  # still not measured
+    b.observe("ep_a", 1.0)
+    assert b.fast("ep_a")
+    b.observe("ep_b", 93.0)
+    b.observe("ep_b", 93.0)
+    b.observe("ep_b", 93.0)  # the third is averaged: slow
+    assert not b.fast("ep_b")
+
+
 def test_an_endpoint_is_full_at_its_share_and_not_before() -> None:
     b = bulkheads()
     assert b.share == 3
@@ -28,7 +49,7 @@ def test_an_endpoint_is_full_at_its_share_and_not_before() -> None:
 
 
 def test_an_endpoint_with_nothing_held_keeps_only_its_pace() -> None:
-    b = bulkheads()
+    b = warm(bulkheads(), "ep_a", "ep_b")
     b.hold("ep_a")
     turn = b.turn("ep_a")
     b.observe("ep_a", 5.0)
@@ -44,9 +65,8 @@ def test_an_endpoint_with_nothing_held_keeps_only_its_pace() -> None:
 
 
 def test_the_moving_average_tells_a_slow_endpoint() -> None:
-    b = bulkheads()
+    b = warm(bulkheads(), "ep_a")
     b.hold("ep_a")
-    assert b.fast("ep_a")  # not measured yet: it gets one wait at its share
     b.observe("ep_a", 10.0)
     assert b.fast("ep_a")
     for _ in range(20):
@@ -66,7 +86,8 @@ def test_a_wait_that_runs_out_marks_the_endpoint_slow_until_an_attempt_is_fast()
         started = time.monotonic()
         await b.wait_if_fast("ep_a")  # the next one at its share is deferred at once
         second = time.monotonic() - started
-        b.observe("ep_a", 2.0)  # then it answered fast
+        for _ in range(3):
+            b.observe("ep_a", 2.0)  # its first connections' first, then it answered fast
         assert b.fast("ep_a")
         return first, second
 
@@ -81,7 +102,7 @@ def test_a_fast_full_endpoint_waits_until_one_of_its_deliveries_finishes(
     monkeypatch.setattr(bulkheads_module, "FAST_WAIT", 5.0)  # woken long before it
 
     async def scenario() -> float:
-        b = bulkheads()
+        b = warm(bulkheads(), "ep_a")
         for _ in range(3):
             b.hold("ep_a")
         b.observe("ep_a", 2.0)
@@ -96,7 +117,7 @@ def test_a_fast_full_endpoint_waits_until_one_of_its_deliveries_finishes(
 
 def test_a_fast_full_endpoint_waits_no_longer_than_fast_wait() -> None:
     async def scenario() -> float:
-        b = bulkheads()
+        b = warm(bulkheads(), "ep_a")
         for _ in range(3):
             b.hold("ep_a")
         b.observe("ep_a", 2.0)
@@ -110,7 +131,7 @@ def test_a_fast_full_endpoint_waits_no_longer_than_fast_wait() -> None:
 
 def test_a_slow_full_endpoint_does_not_wait() -> None:
     async def scenario() -> float:
-        b = bulkheads()
+        b = warm(bulkheads(), "ep_a")
         for _ in range(3):
             b.hold("ep_a")
         for _ in range(20):
@@ -124,7 +145,7 @@ def test_a_slow_full_endpoint_does_not_wait() -> None:
 
 def test_room_in_grows_while_a_held_endpoint_has_no_request_ending() -> None:
     now = [100.0]
-    b = Bulkheads(concurrency=4, in_flight=2, queued=1, clock=lambda: now[0])
+    b = warm(Bulkheads(concurrency=4, in_flight=2, queued=1, clock=lambda: now[0]), "ep_a")
     for _ in range(3):
         b.hold("ep_a")
     assert b.room_in("ep_a") == 0.0  # nothing measured, nothing stalled yet
