@@ -42,7 +42,7 @@ from pipeline.fanout import fan_out
 from pipeline.health import HealthCache
 from pipeline.kafka.config import producer_config
 from pipeline.kafka.connection import check_connection, faust_broker
-from pipeline.kafka.fanout_consumer import FanoutTransport, use_fanout_consumer
+from pipeline.kafka.fanout_consumer import FAUST_FETCH_WAIT_MS, use_fanout_consumer
 from pipeline.kafka.producer import AsyncProducer, Output
 from pipeline.observability import INTERNAL_ERRORS, QUARANTINED, configure_logging, serve_metrics
 from pipeline.quarantine import quarantine_record
@@ -82,7 +82,7 @@ def create_app(settings: Settings, *, endpoints: EndpointCache, brokers: int = 1
     # no offset committed past an event not fanned out (issue 17); fetches that wait for records
     # (a sender-only worker's Faust consumer has nothing to fan out: it keeps Faust's long wait)
     fanning_out = settings.worker_role != "sender"
-    fetch_wait_ms = settings.fanout_fetch_wait_ms if fanning_out else FanoutTransport.fetch_wait_ms
+    fetch_wait_ms = settings.fanout_fetch_wait_ms if fanning_out else FAUST_FETCH_WAIT_MS
     use_fanout_consumer(app, fetch_wait_ms=fetch_wait_ms)
     registry = default_registry()
     produce = _producer(AsyncProducer(producer_config(settings)))

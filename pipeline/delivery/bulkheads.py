@@ -104,7 +104,8 @@ class Bulkheads:
         ``in_flight`` at a time, each request taking its average or, when longer, the time since
         one of its requests last ended (so a hanging endpoint's grows as it hangs). What a
         delivery deferred past its share waits, at least."""
-        stalled = self._clock() - self._moved_at.get(endpoint_id, self._clock())
+        now = self._clock()
+        stalled = now - self._moved_at.get(endpoint_id, now)
         pace = max(self._latency_ms.get(endpoint_id, 0.0) / 1000, stalled)
         return pace * self.share / self._in_flight
 

@@ -153,12 +153,11 @@ class DeliveryHandler:
         schedule = self._settings.retry_schedule
         if behind_breaker is None or not schedule:
             wait = min(max(self._first_tier(), at_least), self._settings.breaker_cooldown)
-            tier = next(d for d in retry_tiers(self._settings) if d >= wait)
         else:
             wait = max(behind_breaker, schedule[min(delivery.attempt, len(schedule)) - 1])
-            tiers = retry_tiers(self._settings)
-            tier = next((d for d in tiers if d >= wait), tiers[-1])
-            wait = min(wait, tier)
+        tiers = retry_tiers(self._settings)
+        tier = next((d for d in tiers if d >= wait), tiers[-1])
+        wait = min(wait, tier)
         retry = delivery.replace(not_before=int((self._clock() + wait) * 1000))
         return [Output(retry_topic_name(self._settings, tier), _key(delivery), retry.to_bytes())]
 

@@ -40,7 +40,7 @@ from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
-__all__ = ["FETCH_MIN_BYTES", "FanoutConsumer", "use_fanout_consumer"]
+__all__ = ["FAUST_FETCH_WAIT_MS", "FETCH_MIN_BYTES", "FanoutConsumer", "use_fanout_consumer"]
 
 FETCH_MIN_BYTES = 64 * 1024
 """The fan-out's fetches wait for this much (or ``settings.fanout_fetch_wait_ms``, whichever
@@ -165,9 +165,13 @@ class FanoutConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
+FAUST_FETCH_WAIT_MS = 1500
+"""Faust's own fetch wait: for a worker with nothing to fan out (``worker_role=sender``)."""
+
+
 class FanoutTransport(faust_aiokafka.Transport):
     Consumer = FanoutConsumer
-    fetch_wait_ms = 1500  # Faust's own
+    fetch_wait_ms = FAUST_FETCH_WAIT_MS
 
 
 def use_fanout_consumer(app: faust.App, *, fetch_wait_ms: int) -> None:
